@@ -1,0 +1,43 @@
+"""How you infer: model-agnostic algorithms on weighted particles, log densities and NumPyro models.
+
+Populations carry the evidence (:mod:`probkit.inference.population`); resampling schemes are
+deterministic maps of uniform draws (:mod:`probkit.inference.resampling`).
+"""
+
+from probkit.inference.population import (
+    Population,
+    WeightedParticle,
+    collapse,
+    collapse_from_uniforms,
+    ess,
+    expectation,
+    is_degenerate,
+    log_evidence,
+    normalized_weights,
+    push_evidence,
+    resample,
+    resample_from_uniforms,
+    reweight,
+    spawn,
+)
+from probkit.inference.resampling import RESAMPLERS, Resampler, get_resampler
+
+__all__ = [
+    "RESAMPLERS",
+    "Population",
+    "Resampler",
+    "WeightedParticle",
+    "collapse",
+    "collapse_from_uniforms",
+    "ess",
+    "expectation",
+    "get_resampler",
+    "is_degenerate",
+    "log_evidence",
+    "normalized_weights",
+    "push_evidence",
+    "resample",
+    "resample_from_uniforms",
+    "reweight",
+    "spawn",
+]

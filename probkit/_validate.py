@@ -1,0 +1,144 @@
+"""Argument checks used at probkit's API boundaries.
+
+Each helper raises :class:`~probkit.ProbkitError` with a message that names the argument, what
+was given, what is accepted and what to do. Checks on *shapes* always run (shapes are static,
+even under ``jax.jit``); checks on *values* run only when the values are concrete, that is,
+when the function is called outside ``jit``/``vmap``. Traced code cannot raise on a value, so
+functions that can meet degenerate values under tracing document what they return instead.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from probkit._errors import ProbkitError
+
+__all__ = [
+    "check_choice",
+    "check_finite_or_minus_inf",
+    "check_leading_axis",
+    "check_positive_int",
+    "check_probability",
+    "is_concrete",
+]
+
+
+def is_concrete(*values: Any) -> bool:
+    """Return True when no leaf of ``values`` is a JAX tracer (so its values can be inspected)."""
+    leaves = jax.tree_util.tree_leaves(values)
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as an ``int`` if it is a positive integer, else raise.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the error message.
+    value : Any
+        The value to check. Python and NumPy integers are accepted; booleans and floats are not.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        try:
+            index = operator.index(value)
+        except TypeError:
+            raise ProbkitError(
+                f"`{name}` must be a positive integer; got {value!r} of type "
+                f"{type(value).__name__}. Pass a Python int such as {name}=100."
+            ) from None
+        value = index
+    if value < 1:
+        raise ProbkitError(f"`{name}` must be a positive integer; got {value}. Pass {name} >= 1.")
+    return int(value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise naming the accepted values."""
+    if value not in choices:
+        accepted = ", ".join(repr(c) for c in choices)
+        raise ProbkitError(f"`{name}` must be one of {accepted}; got {value!r}.")
+    return value
+
+
+def check_probability(name: str, value: Any, *, open_left: bool = False) -> float:
+    """Return ``value`` as a float if it lies in [0, 1] (or (0, 1] with ``open_left``), else raise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ProbkitError(f"`{name}` must be a number in [0, 1]; got {value!r}.") from None
+    low_ok = number > 0 if open_left else number >= 0
+    if not (low_ok and number <= 1):
+        interval = "(0, 1]" if open_left else "[0, 1]"
+        raise ProbkitError(f"`{name}` must lie in {interval}; got {number}.")
+    return number
+
+
+def check_leading_axis(name: str, tree: Any, size: int | None = None) -> int:
+    """Check that every array leaf of ``tree`` has the same leading axis and return its length.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the error message.
+    tree : pytree
+        A pytree of arrays, each with a leading (particle) axis.
+    size : int, optional
+        The length the leading axis must have. When omitted, the leaves must only agree.
+
+    Raises
+    ------
+    ProbkitError
+        If the tree has no array leaves, a leaf is a scalar, or the leading axes disagree.
+    """
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        raise ProbkitError(
+            f"`{name}` has no array leaves; pass an array or a pytree of arrays whose leading "
+            "axis indexes the particles."
+        )
+    lengths = set()
+    for leaf in leaves:
+        shape = np.shape(leaf)
+        if len(shape) == 0:
+            raise ProbkitError(
+                f"`{name}` has a scalar leaf; every leaf needs a leading particle axis. "
+                "Add one with `x[None]` or stack the particles with `jnp.stack`."
+            )
+        lengths.add(shape[0])
+    if len(lengths) != 1:
+        raise ProbkitError(
+            f"the leaves of `{name}` disagree on the number of particles (leading axes "
+            f"{sorted(lengths)}); every leaf must have the same leading axis."
+        )
+    (length,) = lengths
+    if size is not None and length != size:
+        raise ProbkitError(
+            f"`{name}` has {length} particles along its leading axis but {size} were asked for; "
+            "make the two agree."
+        )
+    return int(length)
+
+
+def check_finite_or_minus_inf(name: str, values: Any) -> None:
+    """Raise if a concrete array holds NaN or +inf (−inf, a zero weight in log space, is allowed).
+
+    Does nothing when ``values`` is traced.
+    """
+    if not is_concrete(values):
+        return
+    array = np.asarray(values)
+    bad = np.isnan(array) | (array == np.inf)
+    if bad.any():
+        where = np.flatnonzero(bad)
+        shown = ", ".join(str(i) for i in where[:5]) + (", ..." if where.size > 5 else "")
+        raise ProbkitError(
+            f"`{name}` holds {where.size} NaN or +inf value(s) (at flat index {shown}); log "
+            "weights must be finite or -inf (a zero weight). A NaN usually comes from a log "
+            "potential evaluated outside its support: return -inf there instead."
+        )

@@ -1,0 +1,5 @@
+"""The checks that ship with probkit, one module per capability; importing this registers them."""
+
+from probkit.theory.checks import population
+
+__all__ = ["population"]
