@@ -31,6 +31,7 @@ vmap-compatible.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -153,6 +154,13 @@ def _check_has_mass(population: Population, action: str) -> None:
         )
 
 
+def _normalised_log_weights(log_weights: jax.Array) -> jax.Array:
+    # log(w_i / Z) from weights relative to the largest: subtracting log Z directly would lose
+    # the digits of log Z's magnitude (about 1e-3 relative in float32 at |log Z| ~ 1e4).
+    shifted = log_weights - jnp.max(log_weights)
+    return shifted - logsumexp(shifted)
+
+
 def _degenerate(log_weights: jax.Array) -> jax.Array:
     """True when the log weights hold NaN or +inf, or are all -inf."""
     bad = jnp.isnan(log_weights) | (log_weights == jnp.inf)
@@ -217,7 +225,10 @@ def ess(population: Population) -> jax.Array:
     Computed in log space, so it is exact for weights far outside the dtype's range.
     """
     log_weights = population.log_weights
-    log_ess = 2.0 * logsumexp(log_weights) - logsumexp(2.0 * log_weights)
+    # Shift by the largest log weight first: the two logsumexps are then O(log n) and their
+    # difference keeps full relative precision even when the log weights are huge.
+    shifted = log_weights - jnp.max(log_weights)
+    log_ess = 2.0 * logsumexp(shifted) - logsumexp(2.0 * shifted)
     return jnp.where(_degenerate(log_weights), 0.0, jnp.exp(log_ess))
 
 
@@ -233,7 +244,7 @@ def normalized_weights(population: Population) -> jax.Array:
     _check_population(population)
     _check_has_mass(population, "normalise the weights")
     log_weights = population.log_weights
-    weights = jnp.exp(log_weights - logsumexp(log_weights))
+    weights = jnp.exp(_normalised_log_weights(log_weights))
     return jnp.where(_degenerate(log_weights), 0.0, weights)
 
 
@@ -329,6 +340,15 @@ def resample_from_uniforms(
             f"`uniforms` must have shape {expected_shape} for {resampler.name} resampling of "
             f"{num_samples} samples; got {jnp.shape(uniforms)}."
         )
+    return _resample_validated(uniforms, population, resampler, num_samples)
+
+
+# Compiled once per (resampler, size) so that eager calls do not dispatch op by op; inside a
+# user's jit this inlines like any other function.
+@functools.partial(jax.jit, static_argnames=("resampler", "num_samples"))
+def _resample_validated(
+    uniforms: jax.Array, population: Population, resampler: Resampler, num_samples: int
+) -> Population:
     log_weights = population.log_weights
     degenerate = _degenerate(log_weights)
     ancestors = resampler.ancestors(uniforms, log_weights, num_samples)
@@ -410,7 +430,9 @@ def push_evidence(population: Population) -> tuple[Population, jax.Array]:
     _check_has_mass(population, "push the evidence out of the population")
     log_z = log_evidence(population)
     normalised = jnp.where(
-        _degenerate(population.log_weights), -jnp.inf, population.log_weights - log_z
+        _degenerate(population.log_weights),
+        -jnp.inf,
+        _normalised_log_weights(population.log_weights),
     )
     return dataclasses.replace(population, log_weights=normalised), log_z
 

@@ -44,15 +44,15 @@ def check_positive_int(name: str, value: Any) -> int:
     value : Any
         The value to check. Python and NumPy integers are accepted; booleans and floats are not.
     """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        try:
-            index = operator.index(value)
-        except TypeError:
-            raise ProbkitError(
-                f"`{name}` must be a positive integer; got {value!r} of type "
-                f"{type(value).__name__}. Pass a Python int such as {name}=100."
-            ) from None
-        value = index
+    if isinstance(value, bool | np.bool_):
+        raise ProbkitError(f"`{name}` must be a positive integer; got the boolean {value!r}.")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ProbkitError(
+            f"`{name}` must be a positive integer; got {value!r} of type "
+            f"{type(value).__name__}. Pass a Python int such as {name}=100."
+        ) from None
     if value < 1:
         raise ProbkitError(f"`{name}` must be a positive integer; got {value}. Pass {name} >= 1.")
     return int(value)
