@@ -302,6 +302,9 @@ def reweight(population: Population, log_potential: Callable[[Any], jax.Array] |
         )
     check_finite_or_minus_inf("log_potential", values)
     new_log_weights = population.log_weights + values.astype(population.log_weights.dtype)
+    # Under tracing a NaN or +inf potential cannot raise: the population becomes the zero
+    # population (log evidence -inf) rather than carrying NaN weights onward.
+    new_log_weights = jnp.where(_degenerate(new_log_weights), -jnp.inf, new_log_weights)
     return dataclasses.replace(population, log_weights=new_log_weights)
 
 
@@ -471,5 +474,6 @@ def collapse(key: jax.Array, population: Population) -> WeightedParticle:
         Called eagerly on a population with NaN or +inf log weights or no positive weight.
     """
     _check_population(population)
+    _check_has_mass(population, "collapse the population")
     uniforms = jax.random.uniform(key, (1,), dtype=population.log_weights.dtype)
     return collapse_from_uniforms(uniforms, population)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -90,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
 def _select(arguments: argparse.Namespace):
     from probkit.theory import get_check, registered_checks
 
+    if arguments.imports and "" not in sys.path and os.getcwd() not in sys.path:
+        # Like `python -m`, find a user's check modules in the current directory.
+        sys.path.insert(0, os.getcwd())
     for module in arguments.imports:
         try:
             importlib.import_module(module)
@@ -132,8 +136,9 @@ def _run_check_command(arguments: argparse.Namespace) -> int:
 
     checks = _select(arguments)
     if arguments.list:
+        width = max((len(c.qualified_name) for c in checks), default=0)
         for check in checks:
-            print(f"{check.qualified_name:60s} {check.kind:11s} {check.summary}")
+            print(f"{check.qualified_name:{width}s}  {check.kind:11s}  {check.summary}")
         return 0
     if not checks:
         raise ProbkitError("no check matches the selection; `probkit check --list` lists them.")

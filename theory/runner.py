@@ -13,7 +13,6 @@ import jax
 from statsmodels.stats.multitest import multipletests
 
 from probkit._errors import ProbkitError
-from probkit._validate import check_probability
 from probkit.theory.check import Check, CheckContext, CheckResult, Outcome, Size
 
 __all__ = ["DEFAULT_ALPHA", "Report", "run_check", "run_checks"]
@@ -173,9 +172,11 @@ def run_checks(
     """
     if size not in ("quick", "full"):
         raise ProbkitError(f"`size` must be 'quick' or 'full'; got {size!r}.")
-    alpha = check_probability("alpha", alpha, open_left=True)
-    if alpha >= 1:
-        raise ProbkitError(f"`alpha` must be below 1; got {alpha}.")
+    if not isinstance(alpha, int | float) or not 0 < alpha < 1:
+        raise ProbkitError(
+            f"`alpha` must be a number in (0, 1), the family-wise false-alarm rate; got {alpha!r}."
+        )
+    alpha = float(alpha)
     context = CheckContext(seed=int(seed), size=size)
     evaluated = []
     for index, check in enumerate(checks):

@@ -264,3 +264,15 @@ def test_collapse_is_properly_weighted_by_monte_carlo():
     assert 1 not in np.asarray(particles)
     z, _ = mean_z_test(np.asarray(values)[:, None], np.array([weights @ np.asarray(f)]))
     assert abs(z[0]) < 3.89
+
+
+def test_traced_reweight_with_a_nan_potential_gives_the_zero_population():
+    pop = jax.jit(lambda p: reweight(p, lambda x: jnp.log(x - 1.0)))(spawn(3, jnp.arange(3.0)))
+    assert np.all(np.isneginf(pop.log_weights))
+    assert bool(is_degenerate(pop))
+
+
+def test_collapse_names_itself_when_the_population_is_empty_of_mass():
+    zero = Population(jnp.arange(3.0), jnp.full(3, -jnp.inf))
+    with pytest.raises(ProbkitError, match="cannot collapse"):
+        collapse(jax.random.key(0), zero)

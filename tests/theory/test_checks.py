@@ -126,3 +126,9 @@ def test_reports_are_written_as_table_json_and_html(tmp_path):
     assert (tmp_path / "html" / "population-resampling_variance_ordering.png").stat().st_size > 1000
     with pytest.raises(ProbkitError, match="not empty"):
         write_html(report, tmp_path / "html")
+
+
+@pytest.mark.parametrize("alpha", [0, 1, 2.0, -0.1, "0.01"])
+def test_run_checks_refuses_a_family_alpha_outside_the_open_unit_interval(alpha):
+    with pytest.raises(ProbkitError, match=r"alpha.*\(0, 1\)"):
+        run_checks([], alpha=alpha)

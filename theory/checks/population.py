@@ -259,7 +259,7 @@ def offspring_counts_are_unbiased(context: CheckContext) -> Outcome:
 
     Per (method, particle) two-sided z-tests with the Monte Carlo standard error of the mean
     count, combined by Holm's procedure into one p-value. Zero-weight particles must never be
-    drawn (their count has no spread, so one draw gives p = 0).
+    drawn: a single draw of one gives p = 0.
     """
     replicates = context.pick(quick=4_000, full=40_000)
     rng = np.random.default_rng(context.seed)
@@ -273,6 +273,10 @@ def offspring_counts_are_unbiased(context: CheckContext) -> Outcome:
     for method, method_key in zip(RESAMPLERS, jax.random.split(key, len(RESAMPLERS)), strict=True):
         counts = offspring_count_replicates(method_key, log_weights, method, replicates)
         z, p = mean_z_test(counts, expected)
+        # A zero-weight particle has count 0 with probability one: drawing it even once is an
+        # exact rejection (p = 0), which the z-test alone (z = 1 for one draw) would not give.
+        drawn_zero = (expected == 0) & (counts.max(axis=0) > 0)
+        z, p = np.where(drawn_zero, np.inf, z), np.where(drawn_zero, 0.0, p)
         z_scores[method] = float(np.max(np.abs(z)))
         z_by_method[method] = np.where(np.isfinite(z), z, np.nan)
         p_values.append(p)
