@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,16 +33,27 @@ from probkit.inference.population import (
     resample_from_uniforms,
 )
 from probkit.inference.resampling import Resampler, get_resampler, multinomial
+from probkit.inference.smc.runner import Stage
+from probkit.inference.smc.state import SMCState
+from probkit.inference.smc.transformations import (
+    Propose,
+    ResampleIf,
+    Reweight,
+    Temper,
+    should_resample,
+)
 
 __all__ = [
     "Enumeration",
     "MeasureComparison",
+    "SMCEnumeration",
     "collapse_enumeration",
     "compare_measures",
     "enumerate_transformation",
     "labelled_population",
     "offspring_count_moments",
     "resampling_enumeration",
+    "smc_enumeration",
 ]
 
 # Relative distance from a box's faces at which the oracle re-evaluates the map to confirm that it
@@ -293,3 +305,248 @@ def offspring_count_moments(enumeration: Enumeration) -> tuple[np.ndarray, np.nd
     mean = enumeration.probabilities @ counts
     variance = enumeration.probabilities @ (counts - mean) ** 2
     return mean, variance
+
+
+# --- whole SMC runs on finite spaces -----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SMCEnumeration:
+    """The exact distribution of an SMC run's final state, as weighted branches.
+
+    Attributes
+    ----------
+    masses : numpy.ndarray, shape (B,)
+        Each branch's probability times its evidence estimate ``exp(log_evidence)``. Everything
+        an SMC step does is linear in the evidence, so branches whose normalised populations are
+        equal merge by adding their masses; the states' ``log_evidence`` is kept at 0.
+    states : SMCState
+        The branches' states, batched along a leading axis of length ``B`` (normalised weights).
+    """
+
+    masses: np.ndarray
+    states: SMCState
+
+    @property
+    def num_branches(self) -> int:
+        """``B``."""
+        return int(self.masses.shape[0])
+
+    def expected_measure(self, label: Callable[[Any], Any]) -> dict[Any, float]:
+        """``E[Ẑ Σ_i W_i δ_{label(x_i)}]`` as ``{label: mass}``; ``label`` maps a particle to a hashable."""
+        weights = np.exp(np.asarray(self.states.population.log_weights, dtype=np.float64))
+        particles = jax.tree_util.tree_map(np.asarray, self.states.population.particles)
+        measure: dict[Any, float] = {}
+        for b, i in zip(*np.nonzero(weights), strict=True):
+            key = label(jax.tree_util.tree_map(lambda leaf, b=b, i=i: leaf[b, i], particles))
+            measure[key] = measure.get(key, 0.0) + self.masses[b] * weights[b, i]
+        return measure
+
+
+def _take(tree: Any, index: np.ndarray) -> Any:
+    # Branch bookkeeping runs on the host in NumPy: indexing device arrays would compile a
+    # gather for every new shape.
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[index], tree)
+
+
+def _pad(tree: Any, size: int) -> tuple[Any, int]:
+    """Pad the leading axis to a power of two (repeating row 0), so compilations are reused."""
+    padded = 1 << max(0, (size - 1).bit_length())
+    index = np.concatenate([np.arange(size), np.zeros(padded - size, dtype=int)])
+    return _take(tree, index), padded
+
+
+def _batched_call(function: Callable, states: SMCState, *args: Any) -> Any:
+    size = int(states.log_evidence.shape[0])
+    padded, _ = _pad(states, size)
+    out = _vmapped(function)(padded, *args)
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[:size], out)
+
+
+@functools.lru_cache(maxsize=256)
+def _vmapped(function: Callable) -> Callable:
+    return jax.jit(jax.vmap(function, in_axes=(0,) + (None,) * 4))
+
+
+def _absorb(masses: np.ndarray, states: SMCState) -> tuple[np.ndarray, SMCState]:
+    factors = np.exp(np.asarray(states.log_evidence, dtype=np.float64))
+    return masses * factors, states._replace(log_evidence=np.zeros_like(states.log_evidence))
+
+
+def _merge(masses: np.ndarray, states: SMCState) -> tuple[np.ndarray, SMCState]:
+    leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(
+        (states.population.particles, states.population.log_weights, states.temperature))]  # fmt: skip
+    keys = {}
+    totals = []
+    for b in range(masses.shape[0]):
+        if masses[b] == 0.0:
+            continue
+        key = b"|".join(leaf[b].tobytes() for leaf in leaves)
+        if key in keys:
+            totals[keys[key]][1] += masses[b]
+        else:
+            keys[key] = len(totals)
+            totals.append([b, masses[b]])
+    rows = np.array([row for row, _ in totals], dtype=int)
+    return np.array([mass for _, mass in totals]), _take(states, rows)
+
+
+@functools.lru_cache(maxsize=256)
+def _support(transformation: Propose) -> Callable:
+    def support(state: SMCState, t: jax.Array, *unused: Any):
+        def one(particle):
+            distribution = transformation.proposal(particle, t)
+            values = distribution.enumerate_support(expand=False)
+            values = values.reshape((values.shape[0], *distribution.batch_shape,
+                                     *distribution.event_shape))  # fmt: skip
+            log_probs = jax.vmap(distribution.log_prob)(values)
+            return values, log_probs.reshape(values.shape[0], -1).sum(axis=1)
+
+        return jax.vmap(one)(state.population.particles)
+
+    return support
+
+
+def _check_enumerable(transformation: Propose, state: SMCState) -> None:
+    particle = _take(state.population.particles, 0)
+    particle = jax.tree_util.tree_map(lambda leaf: leaf[0], particle)
+    distribution = transformation.proposal(particle, jnp.asarray(0))
+    if not getattr(distribution, "has_enumerate_support", False):
+        raise ProbkitError(
+            f"the exact oracle enumerates proposals; {type(distribution).__name__} has no finite "
+            "support. Use it on models with discrete latent states only."
+        )
+
+
+def _enumerate_propose(transformation, masses, states, t):
+    _check_enumerable(transformation, states)
+    values, log_probs = _batched_call(_support(transformation), states, jnp.asarray(t), 0, 0, 0)
+    log_probs = np.asarray(log_probs, dtype=np.float64)  # (B, n, K)
+    _, num_particles, num_values = log_probs.shape
+    choices = np.array(list(itertools.product(range(num_values), repeat=num_particles)))
+    probabilities = np.exp(log_probs[:, np.arange(num_particles), choices].sum(axis=-1))  # (B, C)
+    branch, combination = np.nonzero(probabilities > 0)
+    picked = jax.tree_util.tree_map(
+        lambda leaf: np.asarray(leaf)[
+            branch[:, None], np.arange(num_particles), choices[combination]
+        ],
+        values,
+    )
+
+    new_states = _apply_pairs(
+        _propose_values(transformation), _take(states, branch), picked, jnp.asarray(t)
+    )
+    return masses[branch] * probabilities[branch, combination], new_states
+
+
+@functools.lru_cache(maxsize=256)
+def _propose_values(transformation: Propose) -> Callable:
+    return lambda state, value, t: transformation.apply_values(state, value, t)
+
+
+@functools.lru_cache(maxsize=256)
+def _resample_boxes(transformation: ResampleIf) -> Callable:
+    return lambda state, uniforms, t: transformation.resample_from_uniforms(uniforms, state)
+
+
+@functools.lru_cache(maxsize=256)
+def _decide(transformation: ResampleIf) -> Callable:
+    return lambda state, *unused: should_resample(state.population, transformation.threshold)
+
+
+@functools.lru_cache(maxsize=256)
+def _deterministic(transformation: Callable) -> Callable:
+    return lambda state, t, *unused: transformation(None, state, t)[0]
+
+
+def _apply_pairs(function, states, values, t):
+    size = int(states.log_evidence.shape[0])
+    padded_states, _ = _pad(states, size)
+    padded_values, _ = _pad(values, size)
+    out = _vmapped_pairs(function)(padded_states, padded_values, t)
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[:size], out)
+
+
+@functools.lru_cache(maxsize=256)
+def _vmapped_pairs(function: Callable) -> Callable:
+    return jax.jit(jax.vmap(function, in_axes=(0, 0, None)))
+
+
+def _enumerate_resample(transformation, masses, states):
+    decisions = np.asarray(_batched_call(_decide(transformation), states, 0, 0, 0, 0))
+    resampler = get_resampler(transformation.method)
+    log_weights = np.asarray(states.population.log_weights, dtype=np.float64)
+    num = log_weights.shape[1]
+    rows, uniforms, probabilities, kept = [], [], [], []
+    for b in range(masses.shape[0]):
+        if not decisions[b]:
+            kept.append(b)
+            continue
+        lows, highs = _boxes(resampler.breakpoints(log_weights[b], num), max_pieces=200_000)
+        rows += [b] * lows.shape[0]
+        uniforms.append((lows + highs) / 2)
+        probabilities.append(np.prod(highs - lows, axis=1))
+    kept = np.asarray(kept, dtype=int)
+    if not rows:
+        return masses, states
+    rows = np.asarray(rows)
+
+    resampled = _apply_pairs(
+        _resample_boxes(transformation), _take(states, rows), np.concatenate(uniforms), 0
+    )
+    new_masses = np.concatenate([masses[kept], masses[rows] * np.concatenate(probabilities)])
+    new_states = jax.tree_util.tree_map(
+        lambda a, b: np.concatenate([a, b]), _take(states, kept), resampled
+    )
+    return new_masses, new_states
+
+
+def smc_enumeration(stages: Sequence[Stage], state: SMCState) -> SMCEnumeration:
+    """Run SMC stages under the exact oracle: every random choice enumerated, nothing sampled.
+
+    The same transformation objects that :func:`~probkit.inference.smc.runner.run_stages`
+    samples are interpreted here: :class:`~probkit.inference.smc.transformations.Propose` by
+    the finite support of its distributions (a product over particles),
+    :class:`~probkit.inference.smc.transformations.ResampleIf` by the box enumeration of its
+    resampler (where its ESS condition holds), and deterministic transformations (reweighting,
+    tempering) by calling them. Moves with continuous randomness cannot be enumerated. Branches
+    are batched and vmapped; equal normalised states merge after every transformation.
+
+    Parameters
+    ----------
+    stages : sequence of Stage
+        The run, as built by an SMC algorithm (e.g. :func:`~probkit.inference.smc.filtering.filter_stages`).
+    state : SMCState
+        The initial state, float64.
+
+    Returns
+    -------
+    SMCEnumeration
+
+    Raises
+    ------
+    ProbkitError
+        On a transformation the oracle cannot enumerate.
+    """
+    masses, states = _absorb(
+        np.ones(1), jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[None], state)
+    )
+    for stage in stages:
+        for t in range(stage.start, stage.start + stage.num_steps):
+            for transformation in stage.transformations:
+                if isinstance(transformation, Propose):
+                    masses, states = _enumerate_propose(transformation, masses, states, t)
+                elif isinstance(transformation, ResampleIf):
+                    masses, states = _enumerate_resample(transformation, masses, states)
+                elif isinstance(transformation, Reweight | Temper):
+                    states = _batched_call(
+                        _deterministic(transformation), states, jnp.asarray(t), 0, 0, 0
+                    )
+                    masses, states = _absorb(masses, states)
+                else:
+                    raise ProbkitError(
+                        f"the exact oracle cannot enumerate {type(transformation).__name__}: "
+                        "only Propose (finite support), Reweight, Temper and ResampleIf."
+                    )
+                masses, states = _merge(masses, states)
+    return SMCEnumeration(masses, states)

@@ -1,0 +1,171 @@
+"""Small models with exact answers, the references that the SMC and MCMC checks compare with.
+
+Each reference is computed independently of the code under test: by enumeration, the forward
+algorithm, the Kalman filter or a conjugate formula, in NumPy/SciPy float64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from scipy import special, stats
+
+from probkit.inference.smc.filtering import StateSpaceModel
+
+__all__ = [
+    "BetaBernoulli",
+    "DiscreteHMM",
+    "LinearGaussianSSM",
+    "NormalNormal",
+    "SprinklerSoft",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class SprinklerSoft:
+    """The "soft" sprinkler network of monad-bayes (``models/Sprinkler.hs``).
+
+    rain ~ Bernoulli(0.3), factor 0.2 if it rains; sprinkler ~ Bernoulli(0.1 if rain else 0.4),
+    factor 0.1 if the sprinkler is on. Z = 0.5026 and P(rain) = 0.108635 (research note §4, R8).
+    """
+
+    def exact_measure(self) -> dict[tuple[int, int], float]:
+        """``{(rain, sprinkler): mass}``, the unnormalised posterior; its total is Z."""
+        measure = {}
+        for rain in (0, 1):
+            for sprinkler in (0, 1):
+                p_rain = 0.3 * 0.2 if rain else 0.7
+                p_on = 0.1 if rain else 0.4
+                p_sprinkler = p_on * 0.1 if sprinkler else 1.0 - p_on
+                measure[(rain, sprinkler)] = p_rain * p_sprinkler
+        return measure
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteHMM:
+    """A hidden Markov model with finite states and Gaussian emissions ``y_t ~ N(μ_{x_t}, σ²)``."""
+
+    initial_probs: tuple[float, ...] = (0.5, 0.3, 0.2)
+    transition_matrix: tuple[tuple[float, ...], ...] = (
+        (0.8, 0.15, 0.05),
+        (0.1, 0.7, 0.2),
+        (0.2, 0.2, 0.6),
+    )
+    means: tuple[float, ...] = (-1.0, 0.0, 2.0)
+    scale: float = 1.0
+    observations: tuple[float, ...] = (-0.5, 0.3, 2.1, 1.4)
+
+    def state_space_model(self) -> StateSpaceModel:
+        """The model as distributions, for :func:`~probkit.inference.smc.filtering.particle_filter`."""
+        initial = jnp.asarray(self.initial_probs)
+        matrix = jnp.asarray(self.transition_matrix)
+        means = jnp.asarray(self.means)
+        return StateSpaceModel(
+            initial=lambda: dist.Categorical(probs=initial),
+            transition=lambda x, t: dist.Categorical(probs=matrix[x]),
+            observation=lambda x, t: dist.Normal(means[x], self.scale),
+        )
+
+    def _emission(self, t: int) -> np.ndarray:
+        return stats.norm.pdf(self.observations[t], np.asarray(self.means), self.scale)
+
+    def forward(self) -> list[np.ndarray]:
+        """``α_t(s) = p(x_t = s, y_{0:t})`` for every ``t`` (the forward algorithm)."""
+        alpha = np.asarray(self.initial_probs) * self._emission(0)
+        alphas = [alpha]
+        for t in range(1, len(self.observations)):
+            alpha = (alpha @ np.asarray(self.transition_matrix)) * self._emission(t)
+            alphas.append(alpha)
+        return alphas
+
+    def exact_pair_measure(self) -> dict[tuple[int, int], float]:
+        """``{(x_{T-2}, x_{T-1}): p(x_{T-2}, x_{T-1}, y_{0:T-1})}`` (needs T ≥ 2)."""
+        alphas = self.forward()
+        last = len(self.observations) - 1
+        matrix = np.asarray(self.transition_matrix)
+        emission = self._emission(last)
+        return {
+            (a, b): float(alphas[last - 1][a] * matrix[a, b] * emission[b])
+            for a in range(matrix.shape[0])
+            for b in range(matrix.shape[0])
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearGaussianSSM:
+    """``x_0 ~ N(0, s0²)``, ``x_t = a x_{t-1} + N(0, q²)``, ``y_t = x_t + N(0, r²)``."""
+
+    a: float = 0.9
+    q: float = 0.5
+    r: float = 0.8
+    s0: float = 1.0
+
+    def state_space_model(self) -> StateSpaceModel:
+        """The model as distributions."""
+        return StateSpaceModel(
+            initial=lambda: dist.Normal(0.0, self.s0),
+            transition=lambda x, t: dist.Normal(self.a * x, self.q),
+            observation=lambda x, t: dist.Normal(x, self.r),
+        )
+
+    def simulate(self, num_steps: int, seed: int) -> np.ndarray:
+        """Observations ``y_0..y_{T-1}`` drawn from the model."""
+        rng = np.random.default_rng(seed)
+        x = rng.normal(0.0, self.s0)
+        ys = []
+        for t in range(num_steps):
+            if t > 0:
+                x = self.a * x + self.q * rng.normal()
+            ys.append(x + self.r * rng.normal())
+        return np.asarray(ys)
+
+    def kalman(self, observations: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """``(log p(y), filtering means, filtering variances)`` by the Kalman filter."""
+        mean, variance, log_evidence = 0.0, self.s0**2, 0.0
+        means, variances = [], []
+        for t, y in enumerate(np.asarray(observations, dtype=float)):
+            if t > 0:
+                mean, variance = self.a * mean, self.a**2 * variance + self.q**2
+            innovation_variance = variance + self.r**2
+            log_evidence += stats.norm.logpdf(y, mean, np.sqrt(innovation_variance))
+            gain = variance / innovation_variance
+            mean, variance = mean + gain * (y - mean), (1 - gain) * variance
+            means.append(mean)
+            variances.append(variance)
+        return float(log_evidence), np.asarray(means), np.asarray(variances)
+
+
+@dataclasses.dataclass(frozen=True)
+class NormalNormal:
+    """``θ ~ N(μ0, τ²)``, ``y_i ~ N(θ, σ²)`` independently; ``Z = N(y; μ0 1, σ² I + τ² 11ᵀ)``."""
+
+    observations: tuple[float, ...] = (0.5, 1.2, 0.3, 2.0, 1.1, 0.9, 1.5, 0.2, 0.8, 1.3)
+    prior_mean: float = 0.0
+    prior_scale: float = 1.0
+    noise_scale: float = 1.0
+
+    def log_evidence(self) -> float:
+        """``log Z``."""
+        y = np.asarray(self.observations)
+        covariance = self.noise_scale**2 * np.eye(y.size) + self.prior_scale**2
+        return float(
+            stats.multivariate_normal(np.full(y.size, self.prior_mean), covariance).logpdf(y)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class BetaBernoulli:
+    """``θ ~ Beta(a, b)``, ``y_i ~ Bernoulli(θ)``; ``Z = B(a + k, b + n - k) / B(a, b)``."""
+
+    observations: tuple[int, ...] = (1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1)
+    a: float = 2.0
+    b: float = 2.0
+
+    def log_evidence(self) -> float:
+        """``log Z``."""
+        y = np.asarray(self.observations)
+        k, n = int(y.sum()), y.size
+        return float(special.betaln(self.a + k, self.b + n - k) - special.betaln(self.a, self.b))
