@@ -213,3 +213,27 @@ def test_run_stages_stacks_the_history_of_every_stage():
     assert float(state.log_evidence) == pytest.approx(
         float(history["log_evidence_increment"].sum())
     )
+
+
+def test_pmmh_keeps_its_estimate_and_refuses_an_impossible_start():
+    from probkit.inference.smc import pmmh
+
+    calls = []
+
+    def log_evidence(key, theta):
+        calls.append(1)
+        return -0.5 * jnp.sum(theta**2) + 0.1 * jax.random.normal(key)
+
+    kernel = pmmh(lambda theta: jnp.where(jnp.abs(theta) < 1, 0.0, -jnp.inf), log_evidence, 0.5)
+    state = kernel.init(jax.random.key(0), jnp.asarray(0.2))
+    rejected_state = state
+    for key in jax.random.split(jax.random.key(1), 20):
+        new, info = kernel.step(key, rejected_state)
+        if not bool(info.is_accepted):
+            # The estimate at the current point is reused, never recomputed.
+            assert float(new.log_density) == float(rejected_state.log_density)
+        rejected_state = new
+    with pytest.raises(ProbkitError, match="initial parameters"):
+        kernel.init(jax.random.key(0), jnp.asarray(3.0))
+    with pytest.raises(ProbkitError, match="scale"):
+        pmmh(lambda t: 0.0, log_evidence, -1.0)
