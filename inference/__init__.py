@@ -1,7 +1,9 @@
 """How you infer: model-agnostic algorithms on weighted particles, log densities and NumPyro models.
 
 Populations carry the evidence (:mod:`probkit.inference.population`); resampling schemes are
-deterministic maps of uniform draws (:mod:`probkit.inference.resampling`).
+deterministic maps of uniform draws (:mod:`probkit.inference.resampling`); SMC is composed of
+valid steps on them (:mod:`probkit.inference.smc`, with :class:`SMC` for NumPyro models);
+Metropolis–Hastings kernels live in :mod:`probkit.inference.mhg`.
 """
 
 from probkit.inference.population import (
@@ -21,9 +23,11 @@ from probkit.inference.population import (
     spawn,
 )
 from probkit.inference.resampling import RESAMPLERS, Resampler, get_resampler
+from probkit.inference.smc import SMC
 
 __all__ = [
     "RESAMPLERS",
+    "SMC",
     "Population",
     "Resampler",
     "WeightedParticle",

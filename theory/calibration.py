@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-__all__ = ["holm_combined_p_value", "mean_z_test"]
+__all__ = ["holm_combined_p_value", "mean_z_test", "rank_uniformity_p_value"]
 
 
 def mean_z_test(samples: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,3 +63,28 @@ def holm_combined_p_value(p_values: np.ndarray) -> float:
     p_values = np.asarray(p_values, dtype=np.float64).ravel()
     adjusted = multipletests(p_values, method="holm")[1]
     return float(adjusted.min())
+
+
+def rank_uniformity_p_value(ranks: np.ndarray, num_draws: int) -> tuple[float, np.ndarray]:
+    """SBC (Talts et al. 2018): are ranks in ``{0, ..., L}`` uniform? One p-value for all columns.
+
+    Pearson's χ² test of the ``L + 1`` rank counts of each column (``scipy.stats.chisquare``),
+    combined over the columns by Holm's procedure. Keep ``R / (L + 1)`` at 5 or more.
+
+    Parameters
+    ----------
+    ranks : numpy.ndarray, shape (R,) or (R, k)
+        For each simulation, the number of the ``L`` posterior draws below the true value.
+    num_draws : int
+        ``L``.
+
+    Returns
+    -------
+    p_value : float
+    counts : numpy.ndarray, shape (L + 1, k)
+        The rank histogram of each column.
+    """
+    ranks = np.asarray(ranks, dtype=int).reshape(len(ranks), -1)
+    counts = np.stack([np.bincount(column, minlength=num_draws + 1) for column in ranks.T], axis=1)
+    p_values = [stats.chisquare(counts[:, j]).pvalue for j in range(counts.shape[1])]
+    return holm_combined_p_value(np.asarray(p_values)), counts
