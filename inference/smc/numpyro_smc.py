@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -76,25 +77,52 @@ class SMC:
         self._samples: dict | None = None
 
     def run(self, rng_key: jax.Array, *args: Any, **kwargs: Any) -> None:
-        """Run SMC on ``model(*args, **kwargs)``; results are read with the methods below."""
+        """Run SMC on ``model(*args, **kwargs)``; results are read with the methods below.
+
+        The run is compiled once per argument shapes and reused by later calls of this object
+        (new data of the same shapes, or new keys, do not recompile).
+
+        Raises
+        ------
+        ProbkitError
+            If the model cannot be handled (see
+            :func:`~probkit.inference.numpyro_bridge.model_densities`) or the adaptive schedule
+            did not reach λ = 1 within ``max_steps``.
+        """
+        # Validate eagerly (model structure, options) before anything is compiled.
         densities = model_densities(self.model, args, kwargs)
-        key_prior, key_run, self._key_samples = jax.random.split(rng_key, 3)
-        particles = densities.sample_prior(key_prior, self.num_particles)
-        self._result = tempered_smc(
-            key_run,
-            densities.log_prior,
-            densities.log_likelihood,
-            particles,
-            schedule=self.schedule,
-            target_ess=self.target_ess,
-            move=self.move,
-            num_mcmc_steps=self.num_mcmc_steps,
-            resample_threshold=self.resample_threshold,
-            resampling=self.resampling,
-            max_steps=self.max_steps,
-        )
+        self._result = self._compiled_run(rng_key, args, kwargs)
+        if not bool(self._result.completed):
+            raise ProbkitError(
+                f"tempering reached λ = {float(self._result.state.temperature):.3g} < 1 in "
+                f"max_steps={self.max_steps} steps; raise max_steps, lower target_ess, or use "
+                "more particles."
+            )
+        self._key_samples = jax.random.fold_in(rng_key, 2)
         self._densities = densities
         self._samples = None
+
+    @functools.cached_property
+    def _compiled_run(self) -> Callable:
+        def run(rng_key, args, kwargs):
+            densities = model_densities(self.model, args, kwargs)
+            key_prior, key_run = jax.random.split(rng_key)
+            particles = densities.sample_prior(key_prior, self.num_particles)
+            return tempered_smc(
+                key_run,
+                densities.log_prior,
+                densities.log_likelihood,
+                particles,
+                schedule=self.schedule,
+                target_ess=self.target_ess,
+                move=self.move,
+                num_mcmc_steps=self.num_mcmc_steps,
+                resample_threshold=self.resample_threshold,
+                resampling=self.resampling,
+                max_steps=self.max_steps,
+            )
+
+        return jax.jit(run)
 
     def _require_run(self) -> SMCResult:
         if self._result is None:
@@ -139,7 +167,7 @@ class SMC:
             weights = np.exp(np.asarray(population.log_weights))
             if not np.allclose(weights, weights[0], rtol=1e-12, atol=0):
                 population = resample(self._key_samples, population, "systematic")
-            self._samples = jax.vmap(self._densities.constrain)(population.particles)
+            self._samples = jax.jit(jax.vmap(self._densities.constrain))(population.particles)
         return self._samples
 
     def print_summary(self, prob: float = 0.9) -> None:

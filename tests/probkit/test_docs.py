@@ -1,6 +1,6 @@
 """The docs build cleanly and every Python example in them runs as written."""
 
-import re
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -10,14 +10,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-PYTHON_BLOCK = re.compile(r'```python(?: title="(?P<title>[^"]+)")?\n(?P<code>.+?)```', re.S)
+_spec = importlib.util.spec_from_file_location("run_examples", DOCS / "run_examples.py")
+run_examples = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_examples)
 
-
-def python_blocks(page: Path):
-    return [(m.group("title"), m.group("code")) for m in PYTHON_BLOCK.finditer(page.read_text())]
-
-
-PAGES = sorted(p for p in DOCS.rglob("*.md") if python_blocks(p))
+PAGES = sorted(p for p in DOCS.rglob("*.md") if run_examples.python_blocks(p))
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
@@ -25,17 +22,9 @@ def test_the_python_examples_of_a_page_run_in_order(page, tmp_path, monkeypatch)
     """Blocks titled with a file name are written as that module; the others run in order."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    namespace = {"__name__": "docs_example"}
     written = []
     try:
-        for title, code in python_blocks(page):
-            if title and title.endswith(".py"):
-                (tmp_path / title).write_text(code)
-                written.append(title[:-3])
-            elif "def test_" in code:
-                continue  # a pytest module shown as an example; run by pytest, not exec
-            else:
-                exec(compile(code, f"{page.name}", "exec"), namespace)
+        written = run_examples.run_page(page, tmp_path)
     finally:
         from probkit.theory import registered_checks, unregister
 
