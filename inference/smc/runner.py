@@ -70,6 +70,18 @@ class SMCResult(NamedTuple):
         return log_evidence_variance(self.state)
 
     @property
+    def failed_step(self) -> jax.Array:
+        """The first step whose reweighting left no particle with positive weight, or -1.
+
+        From that step on the population is the zero population and ``log_evidence`` is
+        ``-inf``: every particle was given a zero potential (e.g. an impossible observation).
+        """
+        increments = self.history["log_evidence_increment"]
+        steps = jnp.arange(increments.shape[0])
+        failed = jnp.isneginf(increments) & (steps < self.num_steps)
+        return jnp.where(jnp.any(failed), jnp.argmax(failed), -1)
+
+    @property
     def population(self) -> Population:
         """The final particles with normalised weights."""
         return self.state.population

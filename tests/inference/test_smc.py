@@ -161,6 +161,8 @@ def test_a_potential_that_kills_every_particle_is_reported_at_its_step_without_n
     assert np.all(np.isfinite(increments[:2]))
     assert np.isneginf(increments[2])
     assert np.isneginf(float(result.log_evidence))
+    assert int(result.failed_step) == 2
+    assert int(particle_filter(jax.random.key(0), model, observations[:2], 100).failed_step) == -1
     assert not np.any(np.isnan(increments))
     assert not np.any(np.isnan(np.asarray(result.population.log_weights)))
 
