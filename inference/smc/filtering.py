@@ -18,10 +18,11 @@ import jax.numpy as jnp
 
 from probkit._errors import ProbkitError
 from probkit._validate import check_choice, check_leading_axis, check_positive_int
+from probkit.inference.mhg import metropolis_hastings
 from probkit.inference.resampling import RESAMPLERS
 from probkit.inference.smc.runner import SMCResult, Stage, run_stages
 from probkit.inference.smc.state import init_state
-from probkit.inference.smc.transformations import Propose, ResampleIf, Reweight
+from probkit.inference.smc.transformations import Move, Propose, ResampleIf, Reweight
 
 __all__ = ["StateSpaceModel", "filter_stages", "particle_filter"]
 
@@ -57,11 +58,15 @@ def filter_stages(
     resample_threshold: float | None = 0.5,
     resampling: str = "systematic",
     summary: Callable[[Any], Any] | None = None,
+    rejuvenation_scale: float | None = None,
+    rejuvenation_steps: int = 1,
 ) -> list[Stage]:
     """The filter as SMC stages on particles ``{"x": x_t, "previous": x_{t-1}}``.
 
     Exposed so that the exact oracle can interpret the very steps :func:`particle_filter` runs.
-    The initial particles are drawn by the first stage from ``model.initial()``.
+    The initial particles are drawn by the first stage from ``model.initial()``. With
+    ``rejuvenation_scale``, each step ends with random-walk Metropolis moves of ``x_t`` that
+    leave ``p(x_t | x_{t-1}, y_t)`` invariant (``x_{t-1}`` fixed), i.e. resample-move.
     """
 
     def log_observation(particle, t):
@@ -82,11 +87,16 @@ def filter_stages(
 
     described = None if summary is None else (lambda particle: summary(particle["x"]))
     resample_step = ResampleIf(resample_threshold, resampling)
+    rejuvenate = ()
+    if rejuvenation_scale is not None:
+        rejuvenate = (Move(_rejuvenation_kernel(model, observations, rejuvenation_scale),
+                           rejuvenation_steps),)  # fmt: skip
     first = Stage(
         (
             Propose(lambda particle, t: model.initial(), advance),
             Reweight(log_observation, described),
             resample_step,
+            *rejuvenate,
         ),
         num_steps=1,
     )
@@ -98,12 +108,35 @@ def filter_stages(
                 Propose(lambda particle, t: propose(particle["x"], t), advance),
                 Reweight(log_potential, described),
                 resample_step,
+                *rejuvenate,
             ),
             num_steps=num_observations - 1,
             start=1,
         )
         stages.append(rest)
     return stages
+
+
+def _rejuvenation_kernel(model: StateSpaceModel, observations: Any, scale: float) -> Callable:
+    """Random-walk Metropolis on ``x_t`` targeting ``p(x_t | x_{t-1}) p(y_t | x_t)``."""
+
+    def build(state, t):
+        def log_density(particle):
+            x = particle["x"]
+            prior = jnp.where(
+                t == 0,
+                model.initial().log_prob(x).sum(),
+                model.transition(particle["previous"], t).log_prob(x).sum(),
+            )
+            return prior + model.observation(x, t).log_prob(_at(observations, t)).sum()
+
+        def propose(key, particle):
+            noise = jax.random.normal(key, jnp.shape(particle["x"]), jnp.result_type(particle["x"]))
+            return {"x": particle["x"] + scale * noise, "previous": particle["previous"]}
+
+        return metropolis_hastings(log_density, propose)
+
+    return build
 
 
 def particle_filter(
@@ -116,6 +149,8 @@ def particle_filter(
     resample_threshold: float | None = 0.5,
     resampling: str = "systematic",
     summary: Callable[[Any], Any] | None = None,
+    rejuvenation_scale: float | None = None,
+    rejuvenation_steps: int = 1,
 ) -> SMCResult:
     """Filter ``observations`` with ``num_particles`` particles; return the evidence and history.
 
@@ -139,6 +174,12 @@ def particle_filter(
     summary : callable, optional
         ``summary(x) -> pytree``; its filtering mean ``E[summary(x_t) | y_{0:t}]`` is recorded
         as ``history["summary"]`` (default: ``x_t`` itself).
+    rejuvenation_scale : float, optional
+        For continuous states: after each resampling step, move ``x_t`` by
+        ``rejuvenation_steps`` random-walk Metropolis steps of this scale, invariant for
+        ``p(x_t | x_{t-1}, y_t)`` (resample-move; the acceptance rate is recorded).
+    rejuvenation_steps : int
+        Metropolis steps per rejuvenation.
 
     Returns
     -------
@@ -150,6 +191,8 @@ def particle_filter(
     num_particles = check_positive_int("num_particles", num_particles)
     num_observations = check_leading_axis("observations", observations)
     check_choice("resampling", resampling, tuple(RESAMPLERS))
+    if rejuvenation_scale is not None and not rejuvenation_scale > 0:
+        raise ProbkitError(f"`rejuvenation_scale` must be positive; got {rejuvenation_scale!r}.")
     if resample_threshold is not None and not 0 < resample_threshold <= 1:
         raise ProbkitError(
             f"`resample_threshold` must be None or an ESS fraction in (0, 1]; got {resample_threshold!r}."
@@ -162,6 +205,8 @@ def particle_filter(
         resample_threshold=resample_threshold,
         resampling=resampling,
         summary=summary or (lambda x: x),
+        rejuvenation_scale=rejuvenation_scale,
+        rejuvenation_steps=check_positive_int("rejuvenation_steps", rejuvenation_steps),
     )
     # Placeholder particles of the right shape; the first stage draws the real ones.
     template = model.initial().sample(jax.random.key(0))

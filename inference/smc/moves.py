@@ -8,17 +8,25 @@ while the move runs, so each particle's kernel still leaves the current target i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 
 from probkit._validate import check_choice
-from probkit.inference.mhg import Kernel, mala, random_walk
+from probkit.inference.mhg import Kernel, MHInfo, mala, random_walk
 from probkit.inference.smc.state import SMCState
 from probkit.inference.smc.transformations import flat_particles
 
-__all__ = ["MOVES", "mala_from_particles", "particle_covariance", "random_walk_from_particles"]
+__all__ = [
+    "MOVES",
+    "HMCState",
+    "hmc_from_particles",
+    "mala_from_particles",
+    "particle_covariance",
+    "random_walk_from_particles",
+]
 
 TargetFn = Callable[[SMCState, jax.Array], Callable[[Any], jax.Array]]
 
@@ -80,7 +88,62 @@ def mala_from_particles(target: TargetFn, step_scale: float = 1.65) -> Callable:
     return build
 
 
-MOVES = {"random_walk": random_walk_from_particles, "mala": mala_from_particles}
+class HMCState(NamedTuple):
+    """The state of :func:`hmc_from_particles`'s kernel: the position and NumPyro's HMC state."""
+
+    position: Any
+    log_density: jax.Array
+    hmc_state: Any
+
+
+def hmc_from_particles(
+    target: TargetFn, num_leapfrog_steps: int = 10, step_scale: float = 1.0
+) -> Callable:
+    """HMC through NumPyro's functional ``hmc`` kernel, its mass matrix from the particle cloud.
+
+    The inverse mass matrix is the diagonal of the particles' covariance (the usual
+    preconditioning of SMC samplers); the step size is ``step_scale · d^{-1/4}`` in the
+    preconditioned scale, with ``num_leapfrog_steps`` leapfrog steps per trajectory. NumPyro's
+    kernel runs without warm-up adaptation, so it is a fixed kernel invariant for the target.
+    """
+    from numpyro.infer.hmc import hmc
+
+    def build(state: SMCState, t: jax.Array) -> Kernel:
+        log_density = target(state, t)
+        covariance = _regularised(particle_covariance(state))
+        dim = covariance.shape[0]
+        step_size = step_scale * dim ** (-0.25)
+        init_kernel, sample_kernel = hmc(potential_fn=lambda x: -log_density(x), algo="HMC")
+
+        def init(position):
+            flat, _ = jax.flatten_util.ravel_pytree(position)
+            hmc_state = init_kernel(
+                position,
+                num_warmup=0,
+                step_size=step_size,
+                inverse_mass_matrix=jnp.diag(covariance).astype(flat.dtype),
+                adapt_step_size=False,
+                adapt_mass_matrix=False,
+                num_steps=num_leapfrog_steps,
+                rng_key=jax.random.key(0),
+            )
+            return HMCState(position, -hmc_state.potential_energy, hmc_state)
+
+        def step(key, current):
+            moved = sample_kernel(current.hmc_state._replace(rng_key=key))
+            info = MHInfo(moved.mean_accept_prob, jnp.asarray(True), moved.z)
+            return HMCState(moved.z, -moved.potential_energy, moved), info
+
+        return Kernel(init, step)
+
+    return build
+
+
+MOVES = {
+    "random_walk": random_walk_from_particles,
+    "mala": mala_from_particles,
+    "hmc": hmc_from_particles,
+}
 """The adaptive moves by name, as accepted by the SMC samplers' ``move`` argument."""
 
 
