@@ -88,7 +88,7 @@ def tempered_smc(
         chosen by bisection so that the conditional ESS equals ``target_ess · n``.
     target_ess : float
         The conditional ESS fraction of the adaptive schedule, in (0, 1).
-    move : {"random_walk", "mala"} or callable
+    move : {"random_walk", "mala", "hmc"} or callable
         The rejuvenation kernel, tuned from the particle cloud
         (:mod:`~probkit.inference.smc.moves`), or ``builder(target) -> kernel_builder``.
     num_mcmc_steps : int
