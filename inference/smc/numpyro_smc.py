@@ -15,7 +15,7 @@ from probkit.inference.numpyro_bridge import ModelDensities, model_densities
 from probkit.inference.population import resample
 from probkit.inference.smc.runner import SMCResult
 from probkit.inference.smc.state import log_evidence_variance
-from probkit.inference.smc.tempering import tempered_smc
+from probkit.inference.smc.tempering import check_completed, tempered_smc
 
 __all__ = ["SMC"]
 
@@ -92,12 +92,7 @@ class SMC:
         # Validate eagerly (model structure, options) before anything is compiled.
         densities = model_densities(self.model, args, kwargs)
         self._result = self._compiled_run(rng_key, args, kwargs)
-        if not bool(self._result.completed):
-            raise ProbkitError(
-                f"tempering reached λ = {float(self._result.state.temperature):.3g} < 1 in "
-                f"max_steps={self.max_steps} steps; raise max_steps, lower target_ess, or use "
-                "more particles."
-            )
+        check_completed(self._result, self.max_steps)
         self._key_samples = jax.random.fold_in(rng_key, 2)
         self._densities = densities
         self._samples = None

@@ -134,12 +134,17 @@ def tempered_smc(
         done=lambda s: s.temperature >= 1.0,
         max_steps=max_steps,
     )
+    check_completed(result, max_steps)
+    return result
+
+
+def check_completed(result: SMCResult, max_steps: int) -> None:
+    """Raise when a concrete adaptive run stopped at ``max_steps`` before reaching λ = 1."""
     if is_concrete(result.completed) and not bool(result.completed):
         raise ProbkitError(
             f"tempering reached λ = {float(result.state.temperature):.3g} < 1 in max_steps="
             f"{max_steps} steps; raise max_steps, lower target_ess, or use more particles."
         )
-    return result
 
 
 def _check_schedule(schedule: Any) -> np.ndarray:
