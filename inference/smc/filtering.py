@@ -10,6 +10,7 @@ low. ``exp(log_evidence)`` is an unbiased estimate of ``p(y_{0:T-1})``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -189,7 +190,7 @@ def particle_filter(
         and ``summary``; the final particles hold ``{"x": x_{T-1}, "previous": x_{T-2}}``.
     """
     num_particles = check_positive_int("num_particles", num_particles)
-    num_observations = check_leading_axis("observations", observations)
+    check_leading_axis("observations", observations)
     check_choice("resampling", resampling, tuple(RESAMPLERS))
     if rejuvenation_scale is not None and not rejuvenation_scale > 0:
         raise ProbkitError(f"`rejuvenation_scale` must be positive; got {rejuvenation_scale!r}.")
@@ -197,6 +198,38 @@ def particle_filter(
         raise ProbkitError(
             f"`resample_threshold` must be None or an ESS fraction in (0, 1]; got {resample_threshold!r}."
         )
+    return _particle_filter(
+        key,
+        observations,
+        model=model,
+        num_particles=num_particles,
+        proposal=proposal,
+        resample_threshold=resample_threshold,
+        resampling=resampling,
+        summary=summary or _identity,
+        rejuvenation_scale=rejuvenation_scale,
+        rejuvenation_steps=check_positive_int("rejuvenation_steps", rejuvenation_steps),
+    )
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+# Compiled once per model and configuration: repeated eager calls with the same model object
+# reuse the compilation.
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "model", "num_particles", "proposal", "resample_threshold", "resampling", "summary",
+        "rejuvenation_scale", "rejuvenation_steps",
+    ),
+)  # fmt: skip
+def _particle_filter(
+    key, observations, *, model, num_particles, proposal, resample_threshold, resampling,
+    summary, rejuvenation_scale, rejuvenation_steps,
+) -> SMCResult:  # fmt: skip
+    num_observations = jax.tree_util.tree_leaves(observations)[0].shape[0]
     stages = filter_stages(
         model,
         observations,
@@ -204,9 +237,9 @@ def particle_filter(
         proposal=proposal,
         resample_threshold=resample_threshold,
         resampling=resampling,
-        summary=summary or (lambda x: x),
+        summary=summary,
         rejuvenation_scale=rejuvenation_scale,
-        rejuvenation_steps=check_positive_int("rejuvenation_steps", rejuvenation_steps),
+        rejuvenation_steps=rejuvenation_steps,
     )
     # Placeholder particles of the right shape; the first stage draws the real ones.
     template = model.initial().sample(jax.random.key(0))

@@ -8,6 +8,7 @@ invariant. The prior is never tempered; the likelihood is.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,7 @@ def tempered_smc(
     resample_threshold: float | None = None,
     resampling: str = "systematic",
     max_steps: int = 500,
+    bisection_steps: int = 30,
 ) -> SMCResult:
     """Tempered SMC from the prior to the posterior ``prior · likelihood``, with its evidence.
 
@@ -99,6 +101,9 @@ def tempered_smc(
         The resampling scheme.
     max_steps : int
         For the adaptive schedule: stop after this many steps (``completed`` is then False).
+    bisection_steps : int
+        Bisection iterations per adaptive step; λ' is found to ``2^-bisection_steps`` of the
+        remaining interval.
 
     Returns
     -------
@@ -110,32 +115,69 @@ def tempered_smc(
     ------
     ProbkitError
         On a bad schedule, particle count, threshold or method; called eagerly, when an adaptive
-        run ends before reaching λ = 1.
+        run ends before reaching λ = 1 (under a caller's ``jit`` it cannot raise: read
+        ``completed``).
+
+    Notes
+    -----
+    The run is compiled once per configuration and function objects, so repeated calls with the
+    same ``log_prior_fn`` and ``log_likelihood_fn`` objects do not recompile.
     """
     _check_common(initial_particles, num_mcmc_steps, resample_threshold, resampling)
+    if schedule is not None:
+        schedule = tuple(float(s) for s in _check_schedule(schedule))
+    elif not 0 < target_ess < 1:
+        raise ProbkitError(f"`target_ess` must lie in (0, 1); got {target_ess!r}.")
+    max_steps = check_positive_int("max_steps", max_steps)
+    bisection_steps = check_positive_int("bisection_steps", bisection_steps)
+    result = _tempered_smc(
+        key,
+        initial_particles,
+        log_prior_fn=log_prior_fn,
+        log_likelihood_fn=log_likelihood_fn,
+        schedule=schedule,
+        target_ess=float(target_ess),
+        move=move,
+        num_mcmc_steps=num_mcmc_steps,
+        resample_threshold=resample_threshold,
+        resampling=resampling,
+        max_steps=max_steps,
+        bisection_steps=bisection_steps,
+    )
+    check_completed(result, max_steps)
+    return result
+
+
+# Compiled once per configuration and function objects: repeated eager calls with the same
+# functions reuse the compilation; inside a caller's jit this simply inlines.
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "log_prior_fn", "log_likelihood_fn", "schedule", "target_ess", "move", "num_mcmc_steps",
+        "resample_threshold", "resampling", "max_steps", "bisection_steps",
+    ),
+)  # fmt: skip
+def _tempered_smc(
+    key, initial_particles, *, log_prior_fn, log_likelihood_fn, schedule, target_ess, move,
+    num_mcmc_steps, resample_threshold, resampling, max_steps, bisection_steps,
+) -> SMCResult:  # fmt: skip
     target = _tempered_target(log_prior_fn, log_likelihood_fn)
     resample_step = ResampleIf(resample_threshold, resampling)
     move_step = Move(get_move(move, target), num_mcmc_steps)
     state = init_state(initial_particles, temperature=0.0)
     if schedule is not None:
-        schedule = _check_schedule(schedule)
-        temper = Temper(log_likelihood_fn, schedule=tuple(float(s) for s in schedule))
+        temper = Temper(log_likelihood_fn, schedule=schedule)
         stage = Stage((temper, resample_step, move_step), num_steps=len(schedule))
         state, history = run_stages(key, state, [stage])
         return SMCResult(state, history, jnp.int32(len(schedule)), jnp.asarray(True))
-    if not 0 < target_ess < 1:
-        raise ProbkitError(f"`target_ess` must lie in (0, 1); got {target_ess!r}.")
-    max_steps = check_positive_int("max_steps", max_steps)
-    temper = Temper(log_likelihood_fn, target_ess=float(target_ess))
-    result = run_until(
+    temper = Temper(log_likelihood_fn, target_ess=target_ess, bisection_steps=bisection_steps)
+    return run_until(
         key,
         state,
         (temper, resample_step, move_step),
         done=lambda s: s.temperature >= 1.0,
         max_steps=max_steps,
     )
-    check_completed(result, max_steps)
-    return result
 
 
 def check_completed(result: SMCResult, max_steps: int) -> None:
