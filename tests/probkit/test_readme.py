@@ -21,9 +21,16 @@ def test_the_readme_check_command_runs_probkit_check():
     assert command_after("check-command").endswith("probkit check")
 
 
-def test_the_readme_example_runs(capsys):
-    (example,) = re.findall(r"```python\n(.+?)```", README, re.S)
-    exec(compile(example, "README.md", "exec"), {})
+def test_the_readme_examples_run(capsys):
+    population_example, numpyro_example = re.findall(r"```python\n(.+?)```", README, re.S)
+    namespace = {}
+    exec(compile(population_example, "README.md", "exec"), namespace)
     evidence, ess, after = (float(v) for v in capsys.readouterr().out.split())
     assert abs(evidence - after) <= 1e-6 * abs(evidence)  # resampling keeps the evidence
     assert 1.0 <= ess <= 1000.0
+    exec(compile(numpyro_example, "README.md", "exec"), namespace)
+    log_evidence, posterior_mean = (float(v) for v in capsys.readouterr().out.split())
+    # What the README's comment promises: log N(1.5; 0, 1.25) = -1.931 and E[mu | y] = 1.2,
+    # within about 5 single-run standard deviations for 2 000 particles.
+    assert abs(log_evidence + 1.931) < 0.1
+    assert abs(posterior_mean - 1.2) < 0.1
