@@ -242,7 +242,30 @@ def data_annealed_smc(
     """
     _check_common(initial_particles, num_mcmc_steps, resample_threshold, resampling)
     num_observations = check_positive_int("num_observations", num_observations)
+    return _data_annealed_smc(
+        key,
+        initial_particles,
+        log_prior_fn=log_prior_fn,
+        log_likelihood_fn=log_likelihood_fn,
+        num_observations=num_observations,
+        move=move,
+        num_mcmc_steps=num_mcmc_steps,
+        resample_threshold=resample_threshold,
+        resampling=resampling,
+    )
 
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "log_prior_fn", "log_likelihood_fn", "num_observations", "move", "num_mcmc_steps",
+        "resample_threshold", "resampling",
+    ),
+)  # fmt: skip
+def _data_annealed_smc(
+    key, initial_particles, *, log_prior_fn, log_likelihood_fn, num_observations, move,
+    num_mcmc_steps, resample_threshold, resampling,
+) -> SMCResult:  # fmt: skip
     def target(state: SMCState, t: jax.Array):
         def log_density(x):
             steps = jnp.arange(num_observations)
