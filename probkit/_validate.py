@@ -23,7 +23,6 @@ __all__ = [
     "check_finite_or_minus_inf",
     "check_leading_axis",
     "check_positive_int",
-    "check_probability",
     "is_concrete",
 ]
 
@@ -64,19 +63,6 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
         accepted = ", ".join(repr(c) for c in choices)
         raise ProbkitError(f"`{name}` must be one of {accepted}; got {value!r}.")
     return value
-
-
-def check_probability(name: str, value: Any, *, open_left: bool = False) -> float:
-    """Return ``value`` as a float if it lies in [0, 1] (or (0, 1] with ``open_left``), else raise."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ProbkitError(f"`{name}` must be a number in [0, 1]; got {value!r}.") from None
-    low_ok = number > 0 if open_left else number >= 0
-    if not (low_ok and number <= 1):
-        interval = "(0, 1]" if open_left else "[0, 1]"
-        raise ProbkitError(f"`{name}` must lie in {interval}; got {number}.")
-    return number
 
 
 def check_leading_axis(name: str, tree: Any, size: int | None = None) -> int:

@@ -277,11 +277,11 @@ class Temper:
             return jnp.asarray(self.schedule, current.dtype)[t]
         log_weights = state.population.log_weights
         num = log_weights.shape[0]
-        # -inf log-likelihoods (zero likelihood) give zero incremental weight at any Δλ > 0.
-        safe = jnp.where(jnp.isneginf(log_likelihoods), -jnp.inf, log_likelihoods)
 
+        # Bisection only evaluates Δλ > 0, where a -inf log-likelihood (zero likelihood) is a
+        # zero incremental weight, never NaN.
         def excess(delta):
-            return conditional_ess(log_weights, delta * safe) - self.target_ess * num
+            return conditional_ess(log_weights, delta * log_likelihoods) - self.target_ess * num
 
         full = 1.0 - current
 
