@@ -1,19 +1,13 @@
-"""Metropolis–Hastings(–Green) kernels with the ``(init, step)`` shape.
+"""Density-form Metropolis–Hastings: random walk, MALA, and any proposal with its log density.
 
-Each builder closes over a log density and returns a :class:`Kernel`: ``state = init(position)``
-and ``state, info = step(key, state)``. A kernel leaves its target invariant (the MHG theorem,
-research note ``qbs_smc_mhg.md`` §1.5), so it keeps the measure a population represents when it
-moves every particle: that is what makes it a valid SMC rejuvenation move.
-
-Positions are pytrees of arrays; proposals act on their flattened vector
-(:func:`jax.flatten_util.ravel_pytree`). One acceptance rule serves every proposal: a NaN in the
-log acceptance ratio is a rejection, never propagated.
+Positions are pytrees of arrays; the random-walk and Langevin proposals act on their flattened
+vector (:func:`jax.flatten_util.ravel_pytree`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,125 +16,16 @@ from jax.flatten_util import ravel_pytree
 
 from probkit._errors import ProbkitError
 from probkit._validate import check_choice, is_concrete
+from probkit.inference.mhg.base import (
+    AcceptanceRule,
+    Kernel,
+    MHState,
+    accept_or_reject,
+    check_log_density_fn,
+    checked_init,
+)
 
-__all__ = [
-    "Kernel",
-    "MHInfo",
-    "MHState",
-    "accept_or_reject",
-    "acceptance_log_probability",
-    "mala",
-    "metropolis_hastings",
-    "random_walk",
-]
-
-AcceptanceRule = Literal["metropolis", "barker"]
-
-
-class MHState(NamedTuple):
-    """The state of a Metropolis–Hastings chain.
-
-    Attributes
-    ----------
-    position : pytree
-        The current point.
-    log_density : Array, shape ()
-        The target's log density at ``position`` (cached).
-    log_density_grad : pytree or None
-        Its gradient, for kernels that use it (MALA); ``None`` otherwise.
-    """
-
-    position: Any
-    log_density: jax.Array
-    log_density_grad: Any = None
-
-
-class MHInfo(NamedTuple):
-    """What one step did.
-
-    Attributes
-    ----------
-    acceptance_probability : Array, shape ()
-        The probability with which the proposal was accepted (0 when the ratio was NaN).
-    is_accepted : Array, shape ()
-        Whether it was.
-    proposal : pytree
-        The proposed point.
-    """
-
-    acceptance_probability: jax.Array
-    is_accepted: jax.Array
-    proposal: Any
-
-
-class Kernel(NamedTuple):
-    """A Markov kernel as a pair of pure functions.
-
-    Attributes
-    ----------
-    init : Callable[[pytree], MHState]
-        Builds the state at a position (evaluates and caches the log density).
-    step : Callable[[jax.Array, MHState], tuple[MHState, MHInfo]]
-        One transition; jit- and vmap-compatible.
-    """
-
-    init: Callable[[Any], MHState]
-    step: Callable[[jax.Array, MHState], tuple[MHState, MHInfo]]
-
-
-def acceptance_log_probability(log_ratio: jax.Array, rule: AcceptanceRule = "metropolis"):
-    """The log probability of accepting a move whose MHG ratio is ``exp(log_ratio)``.
-
-    Metropolis: ``min(1, ρ)``; Barker: ``ρ / (1 + ρ)``. Both satisfy ``α(x, y) = ρ(x, y) α(y, x)``,
-    which is all the MHG theorem needs. A NaN ratio gives ``-inf`` (the move is rejected).
-    """
-    if rule == "metropolis":
-        log_alpha = jnp.minimum(0.0, log_ratio)
-    else:
-        log_alpha = -jnp.logaddexp(0.0, -log_ratio)
-    return jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_alpha)
-
-
-def accept_or_reject(
-    key: jax.Array,
-    state: MHState,
-    proposal: MHState,
-    log_ratio: jax.Array,
-    rule: AcceptanceRule = "metropolis",
-) -> tuple[MHState, MHInfo]:
-    """Accept ``proposal`` with probability ``α(log_ratio)``, else keep ``state``."""
-    log_alpha = acceptance_log_probability(log_ratio, rule)
-    accept = jnp.log(jax.random.uniform(key, dtype=jnp.result_type(log_alpha))) < log_alpha
-    new_state = jax.tree_util.tree_map(
-        lambda new, old: jnp.where(accept, new, old), proposal, state
-    )
-    return new_state, MHInfo(jnp.exp(log_alpha), accept, proposal.position)
-
-
-def _check_log_density_fn(log_density_fn: Any) -> None:
-    if not callable(log_density_fn):
-        raise ProbkitError(
-            f"`log_density_fn` must be a function of a position returning a scalar log density; "
-            f"got {type(log_density_fn).__name__}."
-        )
-
-
-def _checked_init(name: str, make_state: Callable[[Any], MHState]) -> Callable[[Any], MHState]:
-    def init(position: Any) -> MHState:
-        state = make_state(position)
-        if jnp.shape(state.log_density) != ():
-            raise ProbkitError(
-                f"{name}: `log_density_fn` must return a scalar; got shape "
-                f"{jnp.shape(state.log_density)}. vmap the kernel over chains instead."
-            )
-        if is_concrete(state.log_density) and not np.isfinite(np.asarray(state.log_density)):
-            raise ProbkitError(
-                f"{name}: the log density at the initial position is {float(state.log_density)}; "
-                "start the chain where the target has positive, finite density."
-            )
-        return state
-
-    return init
+__all__ = ["mala", "metropolis_hastings", "random_walk"]
 
 
 def _check_scale(name: str, value: Any) -> None:
@@ -181,7 +66,7 @@ def random_walk(
     Kernel
         The proposal is symmetric, so ``log ρ = log π(y) - log π(x)``.
     """
-    _check_log_density_fn(log_density_fn)
+    check_log_density_fn(log_density_fn)
     check_choice("rule", rule, ("metropolis", "barker"))
     _check_scale("scale", scale)
     scale = jnp.asarray(scale)
@@ -199,7 +84,7 @@ def random_walk(
             key_accept, state, proposal, proposal.log_density - state.log_density, rule
         )
 
-    return Kernel(_checked_init("random_walk", make_state), step)
+    return Kernel(checked_init("random_walk", make_state), step)
 
 
 def mala(
@@ -224,7 +109,7 @@ def mala(
     The proposal is not symmetric: ``log ρ = log π(y) + log q(x | y) - log π(x) - log q(y | x)``
     with ``log q(y | x) = -‖y - x - (ε²/2)∇log π(x)‖² / (2ε²)`` (constants cancel).
     """
-    _check_log_density_fn(log_density_fn)
+    check_log_density_fn(log_density_fn)
     check_choice("rule", rule, ("metropolis", "barker"))
     _check_scale("step_size", step_size)
     if jnp.ndim(step_size) != 0:
@@ -255,7 +140,7 @@ def mala(
         )
         return accept_or_reject(key_accept, state, proposal, log_ratio, rule)
 
-    return Kernel(_checked_init("mala", make_state), step)
+    return Kernel(checked_init("mala", make_state), step)
 
 
 def metropolis_hastings(
@@ -282,7 +167,7 @@ def metropolis_hastings(
     -----
     ``log ρ = log π(y) + log q(x | y) - log π(x) - log q(y | x)`` (research note §1.5, density form).
     """
-    _check_log_density_fn(log_density_fn)
+    check_log_density_fn(log_density_fn)
     check_choice("rule", rule, ("metropolis", "barker"))
     if not callable(proposal_sample):
         raise ProbkitError("`proposal_sample` must be a function (key, x) -> y.")
@@ -302,4 +187,4 @@ def metropolis_hastings(
             )
         return accept_or_reject(key_accept, state, proposal, log_ratio, rule)
 
-    return Kernel(_checked_init("metropolis_hastings", make_state), step)
+    return Kernel(checked_init("metropolis_hastings", make_state), step)
