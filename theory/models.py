@@ -20,6 +20,8 @@ __all__ = [
     "DiscreteHMM",
     "LinearGaussianSSM",
     "NormalNormal",
+    "PolynomialRegression",
+    "RandomDimensionProgram",
     "SprinklerSoft",
 ]
 
@@ -169,3 +171,101 @@ class BetaBernoulli:
         y = np.asarray(self.observations)
         k, n = int(y.sum()), y.size
         return float(special.betaln(self.a + k, self.b + n - k) - special.betaln(self.a, self.b))
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomDimensionProgram:
+    """``k ~ Geometric(1/2)`` on {0, 1, ...}, ``x_1..x_k ~ N(0, 1)``, ``y ~ N(Σ x, 1)``.
+
+    The trans-dimensional target of the research note (§4, R8): with ``y = 2.5``,
+    ``P(k | y) ∝ 2^{-(k+1)} N(y; 0, 1 + k)``, giving P(k = 0..4 | y) = 0.19306, 0.32563,
+    0.22379, 0.12573, 0.06574 and E[k | y] = 1.8081. A chain on padded states of capacity ``C``
+    targets the posterior restricted to ``k <= C``; :meth:`posterior_k` is that restriction.
+    Given ``k``, ``x | y`` is Gaussian with mean ``y/(1+k) 1`` and covariance
+    ``I - 11ᵀ/(1+k)``, so exact posterior draws are available (:meth:`sample_posterior`).
+    """
+
+    y: float = 2.5
+    capacity: int = 20
+
+    def log_density(self, x) -> jnp.ndarray:
+        """The unnormalised log posterior of a :class:`~probkit.inference.mhg.padded.Padded` x."""
+        values = jnp.where(x.mask, x.values, 0.0)
+        log_prior_k = -(x.size + 1) * jnp.log(2.0)
+        log_prior_x = jnp.sum(jnp.where(x.mask, -0.5 * values**2, 0.0)) - 0.5 * x.size * jnp.log(
+            2 * jnp.pi
+        )
+        return log_prior_k + log_prior_x - 0.5 * (self.y - jnp.sum(values)) ** 2
+
+    def posterior_k(self) -> np.ndarray:
+        """``P(k | y)`` for ``k = 0..capacity`` (restricted to the capacity)."""
+        k = np.arange(self.capacity + 1)
+        log_mass = -(k + 1) * np.log(2.0) + stats.norm.logpdf(self.y, 0.0, np.sqrt(1.0 + k))
+        mass = np.exp(log_mass - log_mass.max())
+        return mass / mass.sum()
+
+    def sample_posterior(self, rng: np.random.Generator) -> np.ndarray:
+        """One exact posterior draw ``x`` (length ``k``), on the host."""
+        k = int(rng.choice(self.capacity + 1, p=self.posterior_k()))
+        z = rng.standard_normal(k)
+        # x = y/(1+k) 1 + (I - 11ᵀ/(1+k))^{1/2} z; the square root of the projection-like
+        # covariance is I - c 11ᵀ with c = (1 - 1/sqrt(1+k))/k.
+        c = (1.0 - 1.0 / np.sqrt(1.0 + k)) / k if k else 0.0
+        return self.y / (1.0 + k) + z - c * z.sum()
+
+
+@dataclasses.dataclass(frozen=True)
+class PolynomialRegression:
+    """Polynomial regression of unknown degree with conjugate Gaussian coefficients.
+
+    ``y_i = Σ_{j<k} β_j t_i^j + ε_i`` with ``ε_i ~ N(0, σ²)``, ``β_j ~ N(0, τ²)`` and the number
+    of coefficients ``k`` uniform on {1, ..., max_terms}. Given ``k`` the evidence is
+    ``N(y; 0, σ² I + τ² X_k X_kᵀ)``, so ``P(k | y)`` is exact (research note §4, R8). The data are
+    a fixed draw from a quadratic.
+    """
+
+    num_points: int = 12
+    max_terms: int = 5
+    noise_scale: float = 0.5
+    prior_scale: float = 1.5
+    seed: int = 20261127
+
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(t, y)``, the design points in [-1, 1] and the responses."""
+        rng = np.random.default_rng(self.seed)
+        t = np.linspace(-1.0, 1.0, self.num_points)
+        y = 0.4 - 0.8 * t + 1.3 * t**2 + self.noise_scale * rng.standard_normal(self.num_points)
+        return t, y
+
+    def design(self) -> np.ndarray:
+        """The full design matrix ``(num_points, max_terms)`` of powers ``t^j``."""
+        t, _ = self.data()
+        return t[:, None] ** np.arange(self.max_terms)[None, :]
+
+    def log_density(self, beta) -> jnp.ndarray:
+        """The unnormalised log posterior of padded coefficients (size ``k >= 1``)."""
+        _, y = self.data()
+        design = jnp.asarray(self.design())
+        coefficients = jnp.where(beta.mask, beta.values, 0.0)
+        residual = jnp.asarray(y) - design @ coefficients
+        log_prior = jnp.sum(
+            jnp.where(beta.mask, -0.5 * (beta.values / self.prior_scale) ** 2, 0.0)
+        ) - beta.size * (jnp.log(self.prior_scale) + 0.5 * jnp.log(2 * jnp.pi))
+        log_likelihood = -0.5 * jnp.sum(residual**2) / self.noise_scale**2
+        in_range = (beta.size >= 1) & (beta.size <= self.max_terms)
+        return jnp.where(in_range, log_prior + log_likelihood, -jnp.inf)
+
+    def posterior_k(self) -> np.ndarray:
+        """``P(k | y)`` for ``k = 1..max_terms`` (index 0 is ``k = 1``)."""
+        _, y = self.data()
+        design = self.design()
+        n = self.num_points
+        # The unnormalised log_density leaves out the likelihood's constant, the same for all k.
+        log_mass = []
+        for k in range(1, self.max_terms + 1):
+            x = design[:, :k]
+            covariance = self.noise_scale**2 * np.eye(n) + self.prior_scale**2 * x @ x.T
+            log_mass.append(stats.multivariate_normal(np.zeros(n), covariance).logpdf(y))
+        log_mass = np.array(log_mass)
+        mass = np.exp(log_mass - log_mass.max())
+        return mass / mass.sum()
