@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 from scipy import special, stats
 
+from probkit.inference.mhg.padded import Padded
 from probkit.inference.smc.filtering import StateSpaceModel
 
 __all__ = [
@@ -212,6 +214,36 @@ class RandomDimensionProgram:
         # covariance is I - c 11ᵀ with c = (1 - 1/sqrt(1+k))/k.
         c = (1.0 - 1.0 / np.sqrt(1.0 + k)) / k if k else 0.0
         return self.y / (1.0 + k) + z - c * z.sum()
+
+    def posterior_draw(self, key, y=None):
+        """One exact posterior draw as a :class:`~probkit.inference.mhg.padded.Padded`, in JAX.
+
+        ``y`` (traced or not) replaces :attr:`y`, for simulators that redraw the data.
+        """
+        y = self.y if y is None else y
+        key_k, key_z = jax.random.split(key)
+        k = jnp.arange(self.capacity + 1)
+        variance = 1.0 + k
+        log_mass = -(k + 1) * jnp.log(2.0) - 0.5 * y**2 / variance - 0.5 * jnp.log(variance)
+        size = jax.random.categorical(key_k, log_mass).astype(jnp.int32)
+        mask = jnp.arange(self.capacity) < size
+        z = jnp.where(mask, jax.random.normal(key_z, (self.capacity,)), 0.0)
+        count = jnp.maximum(size, 1).astype(z.dtype)
+        c = jnp.where(size > 0, (1.0 - 1.0 / jnp.sqrt(1.0 + size)) / count, 0.0)
+        values = jnp.where(mask, y / (1.0 + size) + z - c * jnp.sum(z), 0.0)
+        return Padded(values, size)
+
+    def prior_draw(self, key):
+        """One draw of ``(k, x)`` from the prior restricted to ``k <= capacity``, in JAX."""
+        key_k, key_x = jax.random.split(key)
+        k = jnp.arange(self.capacity + 1)
+        size = jax.random.categorical(key_k, -(k + 1) * jnp.log(2.0)).astype(jnp.int32)
+        mask = jnp.arange(self.capacity) < size
+        return Padded(jnp.where(mask, jax.random.normal(key_x, (self.capacity,)), 0.0), size)
+
+    def log_density_given(self, x, y):
+        """:meth:`log_density` with the observation ``y`` as an argument."""
+        return dataclasses.replace(self, y=y).log_density(x)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,12 +27,20 @@ from probkit.inference.mhg import (
     birth_death,
     check_moves,
     involutive,
+    mala,
+    metropolis_hastings,
     padded,
+    random_walk,
     random_walk_move,
     reversible_jump,
     split_merge,
 )
-from probkit.theory.calibration import holm_combined_p_value, mean_z_test
+from probkit.theory.calibration import (
+    gandy_scott_test,
+    geweke_test,
+    holm_combined_p_value,
+    mean_z_test,
+)
 from probkit.theory.check import CheckContext, Outcome, register
 from probkit.theory.models import PolynomialRegression, RandomDimensionProgram
 from probkit.theory.transition import invariance_errors, mhg_transition_matrix
@@ -40,8 +48,13 @@ from probkit.theory.transition import invariance_errors, mhg_transition_matrix
 __all__ = [
     "DroppedFactorKernel",
     "binary_vector_kernel",
+    "birth_death_flux_gap",
+    "lattice_kernel",
     "polynomial_kernel",
     "random_dimension_kernel",
+    "random_dimension_statistics",
+    "stack_padded",
+    "stationary_chain_means",
 ]
 
 EXACT_TOLERANCE = 1e-12
@@ -410,7 +423,7 @@ def polynomial_kernel(model: PolynomialRegression, birth_scale: float = 0.6) -> 
     return reversible_jump(model.log_density, [birth, death, random_walk_move(0.15)], probabilities)
 
 
-def _stationary_chain_means(
+def stationary_chain_means(
     kernel: MHGKernel,
     starts: Padded,
     statistics: Callable[[Padded], jax.Array],
@@ -434,7 +447,8 @@ def _stationary_chain_means(
     return np.asarray(run(jax.random.split(key, starts.size.shape[0]), starts))
 
 
-def _stack_padded(rows: list[np.ndarray], capacity: int) -> Padded:
+def stack_padded(rows: list[np.ndarray], capacity: int) -> Padded:
+    """A batch of padded states (leading axis) from a list of component arrays."""
     states = [padded(r, capacity) for r in rows]
     return Padded(jnp.stack([s.values for s in states]), jnp.stack([s.size for s in states]))
 
@@ -461,12 +475,12 @@ def reversible_jump_recovers_the_random_dimension_posterior(context: CheckContex
     model = RandomDimensionProgram()
     chains, steps = context.pick(quick=(128, 1_500), full=(512, 5_000))
     rng = np.random.default_rng(context.seed)
-    starts = _stack_padded([model.sample_posterior(rng) for _ in range(chains)], model.capacity)
+    starts = stack_padded([model.sample_posterior(rng) for _ in range(chains)], model.capacity)
 
     def statistics(x):
         return jnp.concatenate([(x.size == jnp.arange(5)).astype(float), x.size[None] * 1.0])
 
-    means = _stationary_chain_means(
+    means = stationary_chain_means(
         random_dimension_kernel(model), starts, statistics, steps, jax.random.key(context.seed)
     )
     exact_k = model.posterior_k()
@@ -496,12 +510,12 @@ def reversible_jump_recovers_polynomial_degree_posterior(context: CheckContext) 
         covariance = np.linalg.inv(precision)
         mean = covariance @ x.T @ y / model.noise_scale**2
         rows.append(rng.multivariate_normal(mean, covariance))
-    starts = _stack_padded(rows, model.max_terms)
+    starts = stack_padded(rows, model.max_terms)
 
     def statistics(x):
         return (x.size == jnp.arange(1, model.max_terms + 1)).astype(float)
 
-    means = _stationary_chain_means(
+    means = stationary_chain_means(
         polynomial_kernel(model), starts, statistics, steps, jax.random.key(context.seed + 1)
     )
     labels = [f"P(k={k})" for k in range(1, model.max_terms + 1)]
@@ -509,3 +523,159 @@ def reversible_jump_recovers_polynomial_degree_posterior(context: CheckContext) 
         means, exact, labels, "max |z| of P(k | y) over k = 1..5 (chains from exact draws)",
         {"chains": chains, "steps": steps, "points": int(t.size)},
     )  # fmt: skip
+
+
+# --- Geweke and Gandy–Scott tests of whole kernels ------------------------------------------------
+
+_NUM_OBSERVATIONS = 5
+
+
+def _normal_posterior_log_density(y):
+    """θ ~ N(0, 1), y_i ~ N(θ, 1): the unnormalised log posterior of θ given ``y``."""
+    return lambda theta: -0.5 * theta**2 - 0.5 * jnp.sum((y - theta) ** 2)
+
+
+def _reflection(log_density_fn):
+    """An involutive kernel: reflect x about a point v ~ N(x, 0.5²)."""
+    return involutive(
+        log_density_fn,
+        lambda key, x: x + 0.5 * jax.random.normal(key, dtype=x.dtype),
+        lambda v, x: -0.5 * ((v - x) / 0.5) ** 2,
+        lambda x, v: (2 * v - x, v),
+    )
+
+
+_CONJUGATE_KERNELS: dict[str, Callable] = {
+    "random_walk": lambda log_density: random_walk(log_density, 0.6),
+    "mala": lambda log_density: mala(log_density, 0.5),
+    "barker random_walk": lambda log_density: random_walk(log_density, 0.6, rule="barker"),
+    "involutive reflection": _reflection,
+    "autoregressive proposal": lambda log_density: metropolis_hastings(
+        log_density,
+        lambda key, x: 0.5 * x + 0.4 * jax.random.normal(key, dtype=x.dtype),
+        lambda to, frm: -0.5 * ((to - 0.5 * frm) / 0.4) ** 2,
+    ),
+}
+
+
+def _steps(kernel, key, position, num_steps):
+    def body(state, k):
+        state, _ = kernel.step(k, state)
+        return state, None
+
+    state, _ = jax.lax.scan(body, kernel.init(position), jax.random.split(key, num_steps))
+    return state.position
+
+
+def _random_dimension_transition(model: RandomDimensionProgram, num_steps: int):
+    kernel_for = random_dimension_kernel
+
+    def transition(key, x, y):
+        kernel = kernel_for(dataclasses.replace(model, y=y))
+        return _steps(kernel, key, x, num_steps)
+
+    return transition
+
+
+def random_dimension_statistics(x: Padded) -> jax.Array:
+    """``(k, k², Σx, 1[k = 0], Σx²)`` of a random-dimension state."""
+    values = jnp.where(x.mask, x.values, 0.0)
+    size = x.size.astype(values.dtype)
+    return jnp.stack([size, size**2, jnp.sum(values), (x.size == 0).astype(values.dtype),
+                      jnp.sum(values**2)])  # fmt: skip
+
+
+@register(capability="mhg", kind="statistical")
+def kernels_pass_geweke_joint_distribution_tests(context: CheckContext) -> Outcome:
+    """Geweke's joint-distribution test: RW, MALA, Barker, involutive, asymmetric-proposal and RJ kernels (Holm)."""
+    num_marginal, num_successive = context.pick(quick=(20_000, 20_000), full=(100_000, 100_000))
+    # Each kernel costs a compilation: the quick size tests one of each kind.
+    names = context.pick(quick=["mala", "involutive reflection"], full=list(_CONJUGATE_KERNELS))
+    key = jax.random.key(context.seed)
+    p_values, largest_z = {}, {}
+
+    def theta_statistics(theta, y):
+        return jnp.concatenate([jnp.stack([theta, theta**2]), theta * y])
+
+    for index, name in enumerate(names):
+        make = _CONJUGATE_KERNELS[name]
+        result = geweke_test(
+            jax.random.fold_in(key, index),
+            sample_prior=lambda k: jax.random.normal(k),
+            sample_data=lambda k, theta: theta + jax.random.normal(k, (_NUM_OBSERVATIONS,)),
+            transition=lambda k, theta, y, make=make: _steps(
+                make(_normal_posterior_log_density(y)), k, theta, 3
+            ),
+            test_functions=theta_statistics,
+            num_marginal=num_marginal,
+            num_successive=num_successive,
+        )
+        p_values[name], largest_z[name] = result.p_value, float(np.max(np.abs(result.z)))
+
+    model = RandomDimensionProgram(capacity=12)
+
+    def dimension_statistics(x, y):
+        g = random_dimension_statistics(x)
+        return jnp.concatenate([g, g[:3] * y])
+
+    result = geweke_test(
+        jax.random.fold_in(key, 99),
+        sample_prior=model.prior_draw,
+        sample_data=lambda k, x: jnp.sum(jnp.where(x.mask, x.values, 0.0)) + jax.random.normal(k),
+        transition=_random_dimension_transition(model, 5),
+        test_functions=dimension_statistics,
+        num_marginal=num_marginal,
+        num_successive=num_successive,
+    )
+    p_values["reversible jump (random dimension)"] = result.p_value
+    largest_z["reversible jump (random dimension)"] = float(np.max(np.abs(result.z)))
+    return Outcome.from_p_value(
+        max(largest_z.values()),
+        holm_combined_p_value(np.array(list(p_values.values()))),
+        reference="z ~ Student t per test function",
+        description="max |z| over kernels and test functions",
+        details={"p_values": p_values, "max_abs_z": largest_z, "num_marginal": num_marginal,
+                 "num_successive": num_successive},
+    )  # fmt: skip
+
+
+@register(capability="mhg", kind="statistical")
+def kernels_pass_gandy_scott_one_step_tests(context: CheckContext) -> Outcome:
+    """One step from an exact draw stays exact and is reversible: conjugate kernels and RJ (Gandy–Scott, Holm)."""
+    num_draws = context.pick(quick=20_000, full=200_000)
+    key = jax.random.key(context.seed)
+    y = jnp.array([0.8, 1.9, 0.4, 1.1, 1.5])
+    precision = 1.0 + y.size
+    mean, scale = float(jnp.sum(y)) / precision, 1.0 / np.sqrt(precision)
+    log_density = _normal_posterior_log_density(y)
+    names = context.pick(
+        quick=["autoregressive proposal", "barker random_walk"], full=list(_CONJUGATE_KERNELS)
+    )
+    p_values = {}
+    for index, name in enumerate(names):
+        kernel = _CONJUGATE_KERNELS[name](log_density)
+        result = gandy_scott_test(
+            jax.random.fold_in(key, index),
+            sample_target=lambda k: mean + scale * jax.random.normal(k, dtype=y.dtype),
+            transition=lambda k, x, kernel=kernel: kernel.step(k, kernel.init(x))[0].position,
+            test_functions=lambda x: jnp.stack([x, x**2, jnp.sin(2 * x)]),
+            num_draws=num_draws,
+        )
+        p_values[name] = result.p_value
+    model = RandomDimensionProgram(capacity=12)
+    kernel = random_dimension_kernel(model)
+    result = gandy_scott_test(
+        jax.random.fold_in(key, 99),
+        sample_target=model.posterior_draw,
+        transition=lambda k, x: kernel.step(k, kernel.init(x))[0].position,
+        test_functions=random_dimension_statistics,
+        num_draws=num_draws,
+    )
+    p_values["reversible jump (random dimension)"] = result.p_value
+    return Outcome.from_p_value(
+        min(p_values.values()),
+        holm_combined_p_value(np.array(list(p_values.values()))),
+        reference="p ~ U(0, 1)",
+        description="smallest Holm-combined p-value over kernels",
+        details={"p_values": p_values, "num_draws": num_draws},
+    )
