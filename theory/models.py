@@ -7,10 +7,12 @@ algorithm, the Kalman filter or a conjugate formula, in NumPy/SciPy float64.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 import numpyro.distributions as dist
 from scipy import special, stats
 
@@ -20,6 +22,7 @@ from probkit.inference.smc.filtering import StateSpaceModel
 __all__ = [
     "BetaBernoulli",
     "DiscreteHMM",
+    "DiscreteSites",
     "LinearGaussianSSM",
     "NormalNormal",
     "PolynomialRegression",
@@ -301,3 +304,43 @@ class PolynomialRegression:
         log_mass = np.array(log_mass)
         mass = np.exp(log_mass - log_mass.max())
         return mass / mass.sum()
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteSites:
+    """A NumPyro model whose latent sites are all finite, for exact single-site MH checks.
+
+    ``a ~ Bernoulli(0.3)``, ``b | a ~ Categorical(probs_b[a])`` on {0, 1, 2},
+    ``c | a, b ~ Bernoulli(sigmoid(-1 + a + b/2))``, ``d | b ~ DiscreteUniform(0, b)`` (its
+    support moves with ``b``: reusing ``d`` after ``b`` shrinks is the monad-bayes PR #6 bug) and
+    ``y ~ Poisson(1 + b + 2c + d)`` observed. :meth:`exact_posterior` is written out from these
+    formulas, independently of NumPyro.
+    """
+
+    y: int = 2
+    probs_b: tuple = ((0.5, 0.3, 0.2), (0.1, 0.3, 0.6))
+    cardinality: tuple = (("a", 2), ("b", 3), ("c", 2), ("d", 3))
+
+    def model(self, y):
+        """The NumPyro model; call with the observation ``y``."""
+        a = numpyro.sample("a", dist.Bernoulli(0.3))
+        b = numpyro.sample("b", dist.Categorical(jnp.asarray(self.probs_b)[a]))
+        c = numpyro.sample("c", dist.Bernoulli(jax.nn.sigmoid(-1.0 + a + 0.5 * b)))
+        d = numpyro.sample("d", dist.DiscreteUniform(0, b))
+        numpyro.sample("y", dist.Poisson(1.0 + b + 2 * c + d), obs=y)
+
+    def exact_posterior(self) -> np.ndarray:
+        """π over the states ``itertools.product`` of the sites' values (0 where d > b)."""
+        probs_b = np.asarray(self.probs_b)
+        weights = []
+        for a, b, c, d in itertools.product(*(range(k) for _, k in self.cardinality)):
+            p_c = special.expit(-1.0 + a + 0.5 * b)
+            weights.append(
+                (0.3 if a else 0.7)
+                * probs_b[a, b]
+                * (p_c if c else 1.0 - p_c)
+                * (1.0 / (b + 1) if d <= b else 0.0)
+                * stats.poisson.pmf(self.y, 1.0 + b + 2 * c + d)
+            )
+        weights = np.array(weights)
+        return weights / weights.sum()

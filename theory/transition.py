@@ -11,21 +11,28 @@ counted the wrong way shows up at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+import itertools
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import numpyro
+from numpyro import handlers
 
 from probkit._errors import ProbkitError
 from probkit.inference.mhg.base import acceptance_log_probability
 from probkit.inference.mhg.green import MHGKernel
 from probkit.inference.mhg.padded import Padded
+from probkit.inference.mhg.trace import SingleSiteKernel
 
 __all__ = [
     "TransitionMatrix",
     "invariance_errors",
     "mhg_transition_matrix",
+    "prior_conditional_probabilities",
+    "single_site_transition_matrix",
     "state_key",
 ]
 
@@ -157,3 +164,121 @@ def invariance_errors(transition: TransitionMatrix) -> dict[str, float]:
         "detailed_balance": float(np.max(np.abs(flux - flux.T))),
         "row_sums": float(np.max(np.abs(matrix.sum(axis=1) - 1.0))),
     }
+
+
+def prior_conditional_probabilities(
+    model: Callable, model_args: tuple = (), model_kwargs: dict | None = None
+) -> Callable[[str, dict, int], jax.Array]:
+    """The default proposal of :func:`~probkit.inference.mhg.trace.single_site_mh` on a finite site.
+
+    Returns ``probabilities(site, position, cardinality)``: the site's own distribution given
+    the other sites' values in ``position``, at the values ``0 .. cardinality - 1`` (NumPyro's
+    validation on, so values outside the support get probability 0). JAX-traceable.
+    """
+    model_kwargs = dict(model_kwargs or {})
+
+    def probabilities(site: str, position: dict, cardinality: int) -> jax.Array:
+        with numpyro.validation_enabled(True):
+            trace = handlers.trace(handlers.substitute(model, data=position)).get_trace(
+                *model_args, **model_kwargs
+            )
+            return jnp.exp(trace[site]["fn"].log_prob(jnp.arange(cardinality)))
+
+    return probabilities
+
+
+def single_site_transition_matrix(
+    kernel: SingleSiteKernel,
+    cardinality: Mapping[str, int],
+    proposal_probabilities: Callable[[str, dict, int], jax.Array],
+    *,
+    rule: str = "metropolis",
+    log_ratio_fn: Callable[[dict, int, jax.Array], jax.Array] | None = None,
+    mass_tolerance: float = 1e-12,
+) -> TransitionMatrix:
+    """The exact transition matrix of single-site trace MH on a model with finite latent sites.
+
+    A step picks site ``i`` with probability ``1/n``, draws ``v`` from ``q_i(· | x)`` and
+    accepts with ``α`` of the kernel's own log ratio
+    (:attr:`~probkit.inference.mhg.trace.SingleSiteKernel.propose`); every state, site and value
+    is enumerated.
+
+    Parameters
+    ----------
+    kernel : SingleSiteKernel
+        From :func:`~probkit.inference.mhg.trace.single_site_mh`.
+    cardinality : mapping
+        ``{site: K}``: site values are the integers ``0 .. K - 1``; every latent site of the
+        kernel must be listed.
+    proposal_probabilities : callable
+        ``(site, position, K) -> Array of shape (K,)``: ``q_i(v | x)`` of the kernel's proposal
+        for that site (:func:`prior_conditional_probabilities` for the default proposal);
+        JAX-traceable. Each must sum to one.
+    rule : {"metropolis", "barker"}
+        The kernel's acceptance rule.
+    log_ratio_fn : callable, optional
+        ``(position, site_index, value) -> log ratio`` replacing the kernel's ``propose``
+        (to show that a wrong ratio breaks invariance).
+    mass_tolerance : float
+        How far from one the proposal probabilities may sum.
+
+    Returns
+    -------
+    TransitionMatrix
+        States are dicts in the order of ``itertools.product`` over the sites.
+    """
+    if not isinstance(kernel, SingleSiteKernel):
+        raise ProbkitError(f"`kernel` must be a SingleSiteKernel; got {type(kernel).__name__}.")
+    missing = set(kernel.sites) - set(cardinality)
+    if missing:
+        raise ProbkitError(f"`cardinality` must list every latent site; missing {sorted(missing)}.")
+    sites = kernel.sites
+    example = kernel.initial_position(jax.random.key(0))
+    dtypes = {site: jnp.result_type(example[site]) for site in sites}
+    tuples = list(itertools.product(*(range(cardinality[site]) for site in sites)))
+    columns = np.array(tuples, dtype=np.int64).reshape(len(tuples), len(sites)).T
+    stacked = {
+        site: jnp.asarray(c, dtype=dtypes[site]) for site, c in zip(sites, columns, strict=True)
+    }
+    states = [dict(zip(sites, t, strict=True)) for t in tuples]
+    index = {t: a for a, t in enumerate(tuples)}
+    log_target = np.asarray(jax.jit(jax.vmap(lambda p: kernel.init(p).log_density))(stacked))
+
+    if log_ratio_fn is None:
+
+        def log_ratio_fn(position, i, value):
+            return kernel.propose(position, i, value)[1]
+
+    @jax.jit
+    def evaluate(stacked):
+        # One compilation for every site: q_i(v | x) and the log ratio at every state and value.
+        out = []
+        for i, site in enumerate(sites):
+            values = jnp.arange(cardinality[site], dtype=dtypes[site])
+
+            def at_state(position, i=i, site=site, values=values):
+                q = proposal_probabilities(site, position, cardinality[site])
+                ratios = jax.vmap(lambda value: log_ratio_fn(position, i, value))(values)
+                return q, ratios
+
+            out.append(jax.vmap(at_state)(stacked))
+        return out
+
+    matrix = np.zeros((len(states), len(states)))
+    for i, (site, (q, log_ratio)) in enumerate(zip(sites, evaluate(stacked), strict=True)):
+        q = np.asarray(q, dtype=np.float64)
+        sums = q.sum(axis=1)
+        if np.max(np.abs(sums - 1.0)) > mass_tolerance:
+            raise ProbkitError(
+                f"the proposal probabilities of site {site!r} sum to {sums.min():.15g} .. "
+                f"{sums.max():.15g}, not 1: give q(v | x) over all values 0 .. K - 1."
+            )
+        alpha = np.exp(np.asarray(acceptance_log_probability(log_ratio, rule), dtype=np.float64))
+        for a, state in enumerate(tuples):
+            for v in range(cardinality[site]):
+                if q[a, v] == 0.0:
+                    continue
+                b = index[(*state[:i], v, *state[i + 1 :])]
+                matrix[a, b] += q[a, v] * alpha[a, v] / len(sites)
+                matrix[a, a] += q[a, v] * (1.0 - alpha[a, v]) / len(sites)
+    return TransitionMatrix(matrix, states, log_target)

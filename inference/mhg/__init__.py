@@ -13,6 +13,10 @@ moves every particle: that is what makes it a valid SMC rejuvenation move.
 - :mod:`~probkit.inference.mhg.moves`: birth/death, split/merge and random-walk moves.
 - :mod:`~probkit.inference.mhg.padded`: variable-dimension states in fixed-capacity arrays.
 - :mod:`~probkit.inference.mhg.jacobian`: log-Jacobians over the active coordinates.
+- :mod:`~probkit.inference.mhg.trace`: single-site (trace) MH on the latent sites of a NumPyro
+  model, discrete sites included.
+- :mod:`~probkit.inference.mhg.numpyro_kernel`: :class:`NumPyroKernel`, which runs any of these
+  kernels under ``numpyro.infer.MCMC``.
 """
 
 from probkit.inference.mhg.base import (
@@ -35,7 +39,9 @@ from probkit.inference.mhg.green import (
 )
 from probkit.inference.mhg.jacobian import log_abs_det_jacobian
 from probkit.inference.mhg.moves import birth_death, random_walk_move, split_merge
+from probkit.inference.mhg.numpyro_kernel import NumPyroKernel, NumPyroKernelState
 from probkit.inference.mhg.padded import Padded, delete_row, insert_row, padded
+from probkit.inference.mhg.trace import SingleSiteInfo, SingleSiteKernel, single_site_mh
 
 __all__ = [
     "AcceptanceRule",
@@ -45,8 +51,12 @@ __all__ = [
     "MHInfo",
     "MHState",
     "Move",
+    "NumPyroKernel",
+    "NumPyroKernelState",
     "Padded",
     "Proposal",
+    "SingleSiteInfo",
+    "SingleSiteKernel",
     "accept_or_reject",
     "acceptance_log_probability",
     "birth_death",
@@ -61,5 +71,6 @@ __all__ = [
     "random_walk",
     "random_walk_move",
     "reversible_jump",
+    "single_site_mh",
     "split_merge",
 ]

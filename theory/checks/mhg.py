@@ -33,6 +33,7 @@ from probkit.inference.mhg import (
     random_walk,
     random_walk_move,
     reversible_jump,
+    single_site_mh,
     split_merge,
 )
 from probkit.theory.calibration import (
@@ -42,8 +43,13 @@ from probkit.theory.calibration import (
     mean_z_test,
 )
 from probkit.theory.check import CheckContext, Outcome, register
-from probkit.theory.models import PolynomialRegression, RandomDimensionProgram
-from probkit.theory.transition import invariance_errors, mhg_transition_matrix
+from probkit.theory.models import DiscreteSites, PolynomialRegression, RandomDimensionProgram
+from probkit.theory.transition import (
+    invariance_errors,
+    mhg_transition_matrix,
+    prior_conditional_probabilities,
+    single_site_transition_matrix,
+)
 
 __all__ = [
     "DroppedFactorKernel",
@@ -179,6 +185,43 @@ def reversible_jump_is_exactly_invariant_on_binary_vectors(context: CheckContext
         tolerance=EXACT_TOLERANCE,
         description="max(|πP − π|, |π_x P_xy − π_y P_yx|, |ΣP − 1|) over 63 states",
         details={"errors": errors, "broken_kernels_stationarity_error": power},
+    )
+
+
+# --- trace MH on a NumPyro model with finite latent sites -----------------------------------------
+
+
+@register(capability="mhg", kind="exact")
+def trace_mh_is_exactly_invariant_on_a_discrete_numpyro_model(context: CheckContext) -> Outcome:
+    """Single-site MH on a NumPyro model with four finite sites (one support moving with its parent): πP = π exactly."""
+    space = DiscreteSites()
+    rules = context.pick(quick=["metropolis"], full=["metropolis", "barker"])
+    exact = space.exact_posterior()
+    probabilities = prior_conditional_probabilities(space.model, (space.y,))
+    cardinality = dict(space.cardinality)
+    errors, power = {}, {}
+    for rule in rules:
+        kernel = single_site_mh(space.model, (space.y,), rule=rule)
+        transition = single_site_transition_matrix(kernel, cardinality, probabilities, rule=rule)
+        found = invariance_errors(transition)
+        # The reference π is written out by hand, not taken from the kernel's log density.
+        found["target"] = float(np.max(np.abs(transition.target - exact)))
+        errors[rule] = max(found.values())
+
+        def full_joint_ratio(position, i, value, kernel=kernel):
+            # Wrong: p(x')/p(x) for a value drawn from the site's own conditional.
+            proposal, _ = kernel.propose(position, i, value)
+            return proposal.log_density - kernel.init(position).log_density
+
+        broken = single_site_transition_matrix(
+            kernel, cardinality, probabilities, rule=rule, log_ratio_fn=full_joint_ratio
+        )
+        power[rule] = float(np.max(np.abs(broken.target @ broken.matrix - broken.target)))
+    return Outcome.at_most(
+        max(errors.values()) if min(power.values()) >= POWER_FLOOR else np.inf,
+        tolerance=EXACT_TOLERANCE,
+        description="max(|πP − π|, detailed balance, row sums, |π − π_exact|) on 36 states",
+        details={"errors": errors, "prior_correction_dropped_stationarity_error": power},
     )
 
 
