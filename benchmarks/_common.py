@@ -25,7 +25,9 @@ import jax
 import numpy as np
 
 __all__ = [
+    "COMPILE_EVENTS",
     "DEFAULT_OUT",
+    "CompileClock",
     "accuracy",
     "machine_info",
     "markdown_table",
@@ -257,3 +259,46 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+#: JAX monitoring events whose time spans count as compilation (tracing, lowering, XLA).
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+class CompileClock:
+    """Wall time JAX spends tracing, lowering and compiling while the context is open.
+
+    Listens to JAX's monitoring time spans for jaxpr tracing, MLIR lowering and XLA
+    compilation and adds up the union of their intervals (nested traces are counted once).
+    Eager operations that compile a kernel of their own count too.
+
+    Attributes
+    ----------
+    seconds : float
+        The measured time, once the context has closed.
+    """
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+        self.seconds = 0.0
+
+    def _listen(self, event: str, start: float, end: float, **kwargs: Any) -> None:
+        if event in COMPILE_EVENTS:
+            self.spans.append((start, end))
+
+    def __enter__(self) -> CompileClock:
+        jax.monitoring.register_event_time_span_listener(self._listen)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        jax.monitoring.unregister_event_time_span_listener(self._listen)
+        total, reach = 0.0, -np.inf
+        for start, end in sorted(self.spans):
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        self.seconds = total

@@ -19,6 +19,7 @@ transition matrices from it, and :func:`check_moves` tests the involution and th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -228,9 +229,12 @@ class MHGKernel:
         # -inf, not the NaN that -inf - (-inf) would give.
         impossible = ~in_capacity | (new_log_density == -jnp.inf) | (log_reverse == -jnp.inf)
         log_ratio = jnp.where(impossible, -jnp.inf, log_ratio)
+        # One float type for every move, so that lax.switch sees identical branch outputs.
+        real = jnp.result_type(float)
         proposal = Proposal(
-            new_position, new_log_density, log_ratio, log_forward, log_reverse, log_jacobian,
-            in_capacity,
+            new_position, new_log_density.astype(real), log_ratio.astype(real),
+            jnp.asarray(log_forward, real), jnp.asarray(log_reverse, real),
+            jnp.asarray(log_jacobian, real), in_capacity,
         )  # fmt: skip
         return proposal, new_aux
 
@@ -263,6 +267,24 @@ class MHGKernel:
 
     # -- the kernel -------------------------------------------------------------------------
 
+    @functools.cached_property
+    def _branches(self) -> list[Callable]:
+        # Built once per kernel: lax.switch caches its compilation on the identity of these
+        # functions, so rebuilding them in every un-jitted step would recompile every step.
+        def branch(index):
+            def run(key_aux, position, log_density):
+                aux = self.moves[index].sample_aux(key_aux, position)
+                proposal, _ = self.propose(position, index, aux, log_density)
+                if self.check:
+                    error = self.roundtrip_error(position, index, aux)
+                else:
+                    error = jnp.full((), jnp.nan, dtype=jnp.result_type(float))
+                return proposal, error
+
+            return run
+
+        return [branch(i) for i in range(len(self.moves))]
+
     def init(self, position: Any) -> MHState:
         """The state at ``position``; with a concrete position, validates the kernel there."""
         state = MHState(position, jnp.asarray(self.log_density_fn(position)))
@@ -293,19 +315,7 @@ class MHGKernel:
                 key_move, self.log_move_probabilities(state.position)
             ).astype(jnp.int32)
 
-        def branch(index):
-            def run(key_aux, position, log_density):
-                aux = self.moves[index].sample_aux(key_aux, position)
-                proposal, _ = self.propose(position, index, aux, log_density)
-                if self.check:
-                    error = self.roundtrip_error(position, index, aux)
-                else:
-                    error = jnp.full((), jnp.nan, dtype=jnp.result_type(float))
-                return proposal, error
-
-            return run
-
-        branches = [branch(i) for i in range(count)]
+        branches = self._branches
         if count == 1:
             proposal, error = branches[0](key_aux, state.position, state.log_density)
         else:
@@ -394,23 +404,23 @@ def _validate_at(kernel: MHGKernel, position: Any) -> None:
         )
     structure = jax.tree_util.tree_structure(position)
     shapes = jax.tree_util.tree_map(lambda leaf: (jnp.shape(leaf), jnp.result_type(leaf)), position)
-    for index, move in enumerate(kernel.moves):
-        if probabilities[index] <= 0:
-            continue
+    live = [i for i in range(count) if probabilities[i] > 0]
 
-        def counts(x, move=move):
-            aux = move.sample_aux(jax.random.key(0), x)
-            new_position, new_aux = move.apply(x, aux)
-            return (
-                new_position,
-                _in_capacity(new_position),
-                active_count((x, aux)),
-                active_count((new_position, new_aux)),
-            )
+    def counts(x, index):
+        move = kernel.moves[index]
+        aux = move.sample_aux(jax.random.key(0), x)
+        new_position, new_aux = move.apply(x, aux)
+        return (
+            new_position,
+            _in_capacity(new_position),
+            active_count((x, aux)),
+            active_count((new_position, new_aux)),
+        )
 
-        # One compiled evaluation per move: eager op-by-op dispatch would cost seconds.
+    for index in live:
+        move = kernel.moves[index]
         try:
-            new_shape = jax.eval_shape(counts, position)[0]
+            new_shape = jax.eval_shape(lambda x, index=index: counts(x, index), position)[0]
         except (TypeError, ValueError, IndexError) as error:
             raise ProbkitError(
                 f"move {move.name!r} fails on the initial position: {error}. Check that its "
@@ -424,13 +434,15 @@ def _validate_at(kernel: MHGKernel, position: Any) -> None:
                 f"than it was given ({new_shapes} instead of {shapes}); a move must keep the "
                 "position's structure (use Padded arrays for a varying number of components)."
             )
-        _, in_capacity, before, after = jax.jit(counts)(position)
+    # One compilation for all moves: eager op-by-op dispatch, or one per move, costs seconds.
+    results = jax.jit(lambda x: [counts(x, i)[1:] for i in live])(position)
+    for index, (in_capacity, before, after) in zip(live, results, strict=True):
         if bool(in_capacity) and int(before) != int(after):
             raise ProbkitError(
-                f"move {move.name!r} does not match dimensions: it maps {int(before)} continuous "
-                f"coordinates (position and auxiliary draw) to {int(after)}. A Green move needs "
-                "dim(x) + dim(u) = dim(x') + dim(u'); draw as many auxiliary coordinates as the "
-                "move adds."
+                f"move {kernel.moves[index].name!r} does not match dimensions: it maps "
+                f"{int(before)} continuous coordinates (position and auxiliary draw) to "
+                f"{int(after)}. A Green move needs dim(x) + dim(u) = dim(x') + dim(u'); draw as "
+                "many auxiliary coordinates as the move adds."
             )
 
 

@@ -114,3 +114,59 @@ def test_particle_filter_smoke(tmp_path):
         assert stats["mean_abs_error"] < 5.0
     assert run["steady_ratio_probkit_over_numpy"] > 0
     assert "numpy" in markdown
+
+
+HAVE_ARVIZ = importlib.util.find_spec("arviz") is not None
+HAVE_NUMPYRO_DCC = importlib.util.find_spec("numpyro.contrib.stochastic_support") is not None
+
+
+@pytest.mark.parametrize("algorithm", ["rwm", "mala"])
+def test_mhg_kernels_smoke(tmp_path, algorithm):
+    if not (HAVE_BLACKJAX and HAVE_ARVIZ):
+        pytest.skip("blackjax and arviz are needed (pip install -e '.[bench]')")
+    args = ["--smoke", "--out", str(tmp_path), "--targets", "gaussian10"]
+    load("mhg_kernels").main([*args, "--algorithms", algorithm])
+    payload, markdown = read_outputs(tmp_path, "mhg_kernels")
+    assert payload["dtype"].startswith("float64")
+    pair = payload["targets"]["gaussian10"]["algorithms"][algorithm]
+    for library in ("probkit", "blackjax"):
+        stats = pair["libraries"][library]
+        assert stats["first_call_s"] > 0
+        assert stats["steady_median_s"] > 0
+        assert 0.05 < stats["acceptance_rate"] < 0.99
+        assert stats["ess_bulk_min"] > 0
+    # Same algorithm, same step size, same seed: the two libraries' chains coincide.
+    assert pair["same_seed_max_abs_difference"] < 1e-8
+    assert pair["ratios_probkit_over_blackjax"]["steady_median_s"] > 0
+    assert "gaussian10" in markdown
+
+
+def test_reversible_jump_probkit_smoke(tmp_path):
+    payload = load("reversible_jump").main(
+        ["--smoke", "--out", str(tmp_path), "--libraries", "probkit"]
+    )
+    saved, markdown = read_outputs(tmp_path, "reversible_jump")
+    assert sum(saved["model"]["exact_posterior_k"]) == pytest.approx(1.0)
+    curve = payload["probkit"]["curve"]
+    assert [point["counted_steps"] for point in curve] == [50, 100]
+    for point in curve:
+        for run in point["runs"]:
+            assert sum(run["estimate"]) == pytest.approx(1.0)
+            assert 0.0 <= run["total_variation"] <= 1.0
+        # 8 short chains from k = 0: a rough estimate, but not a broken one.
+        assert point["mean_total_variation"] < 0.5
+    assert "probkit reversible jump" in markdown
+
+
+def test_reversible_jump_dcc_smoke(tmp_path):
+    if not HAVE_NUMPYRO_DCC:
+        pytest.skip("numpyro.contrib.stochastic_support is not available")
+    payload = load("reversible_jump").main(
+        ["--smoke", "--out", str(tmp_path), "--libraries", "dcc"]
+    )
+    (run,) = payload["dcc"]["runs"]
+    assert run["num_slps"] == 1  # max_slps = 1 at the smoke size
+    assert sum(run["estimate"]) == pytest.approx(1.0)
+    # With one SLP its weight is one: the error is the posterior mass of the SLPs not found.
+    assert run["total_variation"] == pytest.approx(run["undiscovered_posterior_mass"])
+    assert "NumPyro DCC" in read_outputs(tmp_path, "reversible_jump")[1]

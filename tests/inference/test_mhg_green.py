@@ -223,3 +223,25 @@ def test_bad_kernels_are_refused_at_init_naming_the_move():
         unmatched.init(start)
     with pytest.raises(ProbkitError, match="initial position"):
         reversible_jump(lambda x: -jnp.inf, [BIRTH, DEATH]).init(start)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"], indirect=True)
+def test_reversible_jump_runs_in_both_precisions(dtype):
+    """The random-dimension kernel with the dtype's own positions: finite, typed, moving."""
+    model = RandomDimensionProgram(capacity=8)
+    kernel = random_dimension_kernel(model)
+    start = padded(np.array([0.5, 1.0]), 8, dtype=dtype)
+
+    @jax.jit
+    def run(key):
+        def body(state, k):
+            state, info = kernel.step(k, state)
+            return state, (state.position.size, info.is_accepted)
+
+        return jax.lax.scan(body, kernel.init(start), jax.random.split(key, 2_000))
+
+    final, (sizes, accepted) = run(jax.random.key(0))
+    assert final.position.values.dtype == dtype
+    assert np.isfinite(float(final.log_density))
+    assert 0.1 < float(accepted.mean()) < 0.95
+    assert len(np.unique(np.asarray(sizes))) > 3
