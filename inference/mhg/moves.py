@@ -161,6 +161,13 @@ def birth_death(
     (Move, Move)
         Birth and death, each naming the other as its reverse. Give death probability zero at
         ``k = 0`` in ``move_probabilities``.
+
+    Notes
+    -----
+    Auxiliary draws (what ``sample_aux`` returns, and what an ``aux_support`` for
+    :func:`~probkit.theory.transition.mhg_transition_matrix` lists): birth ``(index, u)`` with
+    ``index`` an int32 in ``0..k`` (exactly ``k`` with ``placement="end"``); death ``index``, an
+    int32 in ``0..k-1`` (exactly ``k - 1`` with ``"end"``).
     """
     check_choice("placement", placement, ("uniform", "end"))
     for argument, value in (
@@ -194,8 +201,14 @@ def birth_death(
         return jnp.asarray(index, jnp.int32), element_sample(key_element, x)
 
     def birth_log_density(aux, x):
-        _, u = aux
-        log_index = 0.0 if at_end else _log_uniform(_size(x) + 1)
+        index, u = aux
+        size = _size(x)
+        if at_end:
+            # The index is not random, but it is part of the draw: any other index has
+            # probability zero (so that an end-placement move never pairs with a uniform one).
+            log_index = jnp.where(index == size, 0.0, -jnp.inf)
+        else:
+            log_index = jnp.where((index >= 0) & (index <= size), _log_uniform(size + 1), -jnp.inf)
         return element_log_density(u, x) + log_index
 
     def birth_apply(x, aux):
@@ -213,8 +226,8 @@ def birth_death(
     def death_log_density(index, x):
         size = _size(x)
         if at_end:
-            return jnp.where(size > 0, 0.0, -jnp.inf)
-        return _log_uniform(size)
+            return jnp.where((size > 0) & (index == size - 1), 0.0, -jnp.inf)
+        return jnp.where((index >= 0) & (index < size), _log_uniform(size), -jnp.inf)
 
     def death_apply(x, index):
         smaller, element = _delete(x, index)
@@ -268,6 +281,12 @@ def split_merge(
     (Move, Move)
         Split and merge, each naming the other as its reverse. Give merge probability zero
         at ``k < 2`` and split probability zero at ``k = 0``.
+
+    Notes
+    -----
+    Auxiliary draws: split ``(index, place, u)``, the component split (int32 in ``0..k-1``),
+    the insertion position of ``b`` (int32 in ``0..k``) and ``u``; merge ``(first, second)``,
+    the distinct positions of ``a`` and ``b`` (int32 in ``0..k-1`` for a state of size ``k``).
     """
     for argument, value in (
         ("split_map", split_map),
@@ -287,9 +306,11 @@ def split_merge(
         return index, place, aux_sample(key_u, _row(x, index))
 
     def split_log_density(aux, x):
-        index, _, u = aux
+        index, place, u = aux
         size = _size(x)
-        return _log_uniform(size) + _log_uniform(size + 1) + aux_log_density(u, _row(x, index))
+        valid = (index >= 0) & (index < size) & (place >= 0) & (place <= size)
+        log_choice = jnp.where(valid, _log_uniform(size) + _log_uniform(size + 1), -jnp.inf)
+        return log_choice + aux_log_density(u, _row(x, index))
 
     def split_apply(x, aux):
         index, place, u = aux
@@ -311,8 +332,10 @@ def split_merge(
         return first, second
 
     def merge_log_density(aux, x):
+        first, second = aux
         size = _size(x)
-        return _log_uniform(size) + _log_uniform(size - 1)
+        valid = (first != second) & (first >= 0) & (first < size) & (second >= 0) & (second < size)
+        return jnp.where(valid, _log_uniform(size) + _log_uniform(size - 1), -jnp.inf)
 
     def merge_apply(x, aux):
         first, second = aux

@@ -24,6 +24,7 @@ from numpyro.util import identity, is_prng_key
 
 from probkit._errors import ProbkitError
 from probkit._validate import is_concrete
+from probkit.inference.mhg.green import MHGKernel
 
 __all__ = ["NumPyroKernel", "NumPyroKernelState"]
 
@@ -338,6 +339,11 @@ class NumPyroKernel(MCMCKernel):
                 f"{np.asarray(kernel_state.log_density)}; start every chain where the target "
                 "has positive, finite density."
             )
+        if isinstance(kernel, MHGKernel) and is_concrete(kernel_state.log_density):
+            # The MHG kernel's own checks (move probabilities, dimension matching, and the
+            # round trips with check=True) need a concrete position: run them on one chain.
+            kernel.init(jax.tree_util.tree_map(lambda leaf: leaf[0], init_params) if batched
+                        else init_params)  # fmt: skip
         log_density = jnp.asarray(kernel_state.log_density)
         # The loop carry must keep one dtype: the acceptance statistics follow the log density.
         dtype = jnp.result_type(log_density.dtype, float)

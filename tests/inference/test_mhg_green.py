@@ -245,3 +245,29 @@ def test_reversible_jump_runs_in_both_precisions(dtype):
     assert np.isfinite(float(final.log_density))
     assert 0.1 < float(accepted.mean()) < 0.95
     assert len(np.unique(np.asarray(sizes))) > 3
+
+
+def test_end_placement_gives_other_indices_probability_zero():
+    birth, death = birth_death(
+        lambda key, x: jax.random.normal(key), lambda u, x: -0.5 * u**2, placement="end"
+    )
+    state = padded(np.array([0.1, 0.2]), 4)
+    assert float(birth.aux_log_density((jnp.int32(2), 0.3), state)) == pytest.approx(-0.045)
+    assert float(birth.aux_log_density((jnp.int32(1), 0.3), state)) == -np.inf
+    assert float(death.aux_log_density(jnp.int32(1), state)) == 0.0
+    assert float(death.aux_log_density(jnp.int32(0), state)) == -np.inf
+
+
+def test_check_moves_names_only_the_condition_that_fails():
+    kernel = involutive(
+        lambda x: -0.5 * x**2,
+        lambda key, x: jnp.exp(0.5 * jax.random.normal(key, dtype=x.dtype)),
+        lambda v, x: -jnp.log(v) - 0.5 * (jnp.log(v) / 0.5) ** 2,
+        lambda x, v: (x * v, 1.0 / v),
+        log_abs_det_jacobian=lambda x, v: jnp.log(v),  # the right one is -log v
+    )
+    with pytest.raises(ProbkitError) as raised:
+        check_moves(kernel, jnp.asarray(0.7), jax.random.key(0))
+    message = str(raised.value)
+    assert "analytic log-Jacobian differs" in message
+    assert "does not give back" not in message

@@ -19,7 +19,7 @@ from numpyro.infer import MCMC, init_to_value
 from numpyro.infer.util import potential_energy
 
 from probkit import ProbkitError
-from probkit.inference.mhg import mala, random_walk
+from probkit.inference.mhg import involutive, mala, random_walk
 from probkit.inference.mhg.numpyro_kernel import NumPyroKernel
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -425,3 +425,19 @@ def test_a_model_a_builder_cannot_move_is_refused(model, message):
     mcmc = MCMC(NumPyroKernel(rw_builder, model=model), num_warmup=1, num_samples=1)
     with pytest.raises(ProbkitError, match=message):
         mcmc.run(jax.random.key(0), 0.5)
+
+
+def test_an_mhg_kernel_is_validated_when_the_run_starts():
+    """check=True runs the round trips on the first chain's initial position, even vectorized."""
+    hurried = involutive(
+        lambda x: jnp.where(x > 0, 2.0 * jnp.log(x) - 2.0 * x, -jnp.inf),
+        lambda key, x: jnp.exp(0.8 * jax.random.normal(key, dtype=x.dtype)),
+        lambda v, x: -jnp.log(v) - 0.5 * (jnp.log(v) / 0.8) ** 2,
+        lambda x, v: (x * v, 1.0 / v),
+        log_abs_det_jacobian=lambda x, v: jnp.log(v),  # wrong sign
+        check=True,
+    )
+    mcmc = MCMC(NumPyroKernel(hurried), num_warmup=5, num_samples=5, num_chains=2,
+                chain_method="vectorized", progress_bar=False)  # fmt: skip
+    with pytest.raises(ProbkitError, match="analytic log-Jacobian"):
+        mcmc.run(jax.random.key(0), init_params=jnp.array([1.0, 2.0]))
