@@ -225,9 +225,14 @@ class MHGKernel:
         if log_density is None:
             log_density = jnp.asarray(self.log_density_fn(position))
         log_ratio = new_log_density - log_density + log_reverse - log_forward + log_jacobian
-        # A proposal the reverse move cannot reach, or with zero density, is never accepted:
-        # -inf, not the NaN that -inf - (-inf) would give.
-        impossible = ~in_capacity | (new_log_density == -jnp.inf) | (log_reverse == -jnp.inf)
+        # A proposal the reverse move cannot reach, with zero density, or from a draw of
+        # probability zero is never accepted: -inf, not the NaN of -inf - (-inf) or a +inf.
+        impossible = (
+            ~in_capacity
+            | (new_log_density == -jnp.inf)
+            | (log_reverse == -jnp.inf)
+            | (log_forward == -jnp.inf)
+        )
         log_ratio = jnp.where(impossible, -jnp.inf, log_ratio)
         # One float type for every move, so that lax.switch sees identical branch outputs.
         real = jnp.result_type(float)
