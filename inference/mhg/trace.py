@@ -147,6 +147,20 @@ def _check_proposals(proposals: Any, sites: tuple[str, ...]) -> dict:
     return checked
 
 
+def _abstract_run(function: Callable, *args: Any) -> Any:
+    """``jax.eval_shape(function, *args)``, refusing a model whose structure depends on values."""
+    try:
+        return jax.eval_shape(function, *args)
+    except (
+        jax.errors.ConcretizationTypeError,
+        jax.errors.TracerIntegerConversionError,
+        jax.errors.TracerArrayConversionError,
+    ) as error:
+        raise ProbkitError(
+            f"`model` branches on a sampled value in Python. {_STRUCTURE_HINT}"
+        ) from error
+
+
 def single_site_mh(
     model: Callable,
     model_args: tuple = (),
@@ -246,16 +260,7 @@ def single_site_mh(
     def record_structure(key: jax.Array) -> None:
         structure.update(prior_trace(key))
 
-    try:
-        jax.eval_shape(record_structure, jax.random.key(0))
-    except (
-        jax.errors.ConcretizationTypeError,
-        jax.errors.TracerIntegerConversionError,
-        jax.errors.TracerArrayConversionError,
-    ) as error:
-        raise ProbkitError(
-            f"`model` branches on a sampled value in Python. {_STRUCTURE_HINT}"
-        ) from error
+    _abstract_run(record_structure, jax.random.key(0))
     sites = tuple(name for name, site in structure.items() if _is_latent(site))
     if not sites:
         raise ProbkitError(
@@ -422,16 +427,7 @@ def single_site_mh(
     # Abstract checks, before any user code is traced: the model must evaluate with traced
     # values substituted, and each proposal must keep the site's shape.
     position_shape = {name: jax.ShapeDtypeStruct(shapes[name], dtypes[name]) for name in sites}
-    try:
-        jax.eval_shape(log_joint, position_shape)
-    except (
-        jax.errors.ConcretizationTypeError,
-        jax.errors.TracerIntegerConversionError,
-        jax.errors.TracerArrayConversionError,
-    ) as error:
-        raise ProbkitError(
-            f"`model` branches on a sampled value in Python. {_STRUCTURE_HINT}"
-        ) from error
+    _abstract_run(log_joint, position_shape)
     for index, name in enumerate(sites):
         proposed = jax.eval_shape(
             lambda p, k, i=index: draw(i, k, p), position_shape, jax.random.key(0)
