@@ -22,6 +22,7 @@ __all__ = [
     "check_choice",
     "check_finite_or_minus_inf",
     "check_leading_axis",
+    "check_non_negative_int",
     "check_positive_int",
     "is_concrete",
 ]
@@ -43,17 +44,28 @@ def check_positive_int(name: str, value: Any) -> int:
     value : Any
         The value to check. Python and NumPy integers are accepted; booleans and floats are not.
     """
+    return _check_int(name, value, minimum=1, kind="positive", example=100)
+
+
+def check_non_negative_int(name: str, value: Any) -> int:
+    """Return ``value`` as an ``int`` if it is an integer >= 0, else raise (as :func:`check_positive_int`)."""
+    return _check_int(name, value, minimum=0, kind="non-negative", example=0)
+
+
+def _check_int(name: str, value: Any, *, minimum: int, kind: str, example: int) -> int:
     if isinstance(value, bool | np.bool_):
-        raise ProbkitError(f"`{name}` must be a positive integer; got the boolean {value!r}.")
+        raise ProbkitError(f"`{name}` must be a {kind} integer; got the boolean {value!r}.")
     try:
         value = operator.index(value)
     except TypeError:
         raise ProbkitError(
-            f"`{name}` must be a positive integer; got {value!r} of type "
-            f"{type(value).__name__}. Pass a Python int such as {name}=100."
+            f"`{name}` must be a {kind} integer; got {value!r} of type "
+            f"{type(value).__name__}. Pass a Python int such as {name}={example}."
         ) from None
-    if value < 1:
-        raise ProbkitError(f"`{name}` must be a positive integer; got {value}. Pass {name} >= 1.")
+    if value < minimum:
+        raise ProbkitError(
+            f"`{name}` must be a {kind} integer; got {value}. Pass {name} >= {minimum}."
+        )
     return int(value)
 
 

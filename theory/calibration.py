@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -30,7 +29,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from probkit._errors import ProbkitError
-from probkit._validate import check_positive_int
+from probkit._validate import check_non_negative_int, check_positive_int
 
 __all__ = [
     "BatchMeans",
@@ -437,7 +436,7 @@ def geweke_test(
             f"{num_marginal}. Use thousands: num_marginal=10_000."
         )
     num_successive = check_positive_int("num_successive", num_successive)
-    burn_in = _check_non_negative_int("burn_in", burn_in)
+    burn_in = check_non_negative_int("burn_in", burn_in)
     num_batches = _check_num_batches(num_batches)
     if num_successive < num_batches:
         raise ProbkitError(
@@ -876,23 +875,6 @@ def _check_key(key):
         + (f" of shape {shape}" if shape is not None else "")
         + ". Pass jax.random.key(0) (or split a key and pass one of the pieces)."
     )
-
-
-def _check_non_negative_int(name, value):
-    if isinstance(value, bool | np.bool_):
-        raise ProbkitError(f"`{name}` must be a non-negative integer; got the boolean {value!r}.")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ProbkitError(
-            f"`{name}` must be a non-negative integer; got {value!r} of type "
-            f"{type(value).__name__}. Pass a Python int such as {name}=0."
-        ) from None
-    if value < 0:
-        raise ProbkitError(
-            f"`{name}` must be a non-negative integer; got {value}. Pass {name} >= 0."
-        )
-    return int(value)
 
 
 def _static_callable(name, function):
