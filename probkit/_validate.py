@@ -23,6 +23,7 @@ __all__ = [
     "check_finite_or_minus_inf",
     "check_leading_axis",
     "check_non_negative_int",
+    "check_output_path",
     "check_positive_int",
     "is_concrete",
 ]
@@ -140,3 +141,21 @@ def check_finite_or_minus_inf(name: str, values: Any) -> None:
             "weights must be finite or -inf (a zero weight). A NaN usually comes from a log "
             "potential evaluated outside its support: return -inf there instead."
         )
+
+
+def check_output_path(option: str, path: Any, overwrite: bool) -> None:
+    """Refuse to replace an existing output file unless ``overwrite`` (no data lost unasked).
+
+    Parameters
+    ----------
+    option : str
+        The option that named the file (``--json``), used in the message.
+    path : path-like or None
+        The output file; ``None`` means no output.
+    overwrite : bool
+        Whether the user asked to replace existing files.
+    """
+    from pathlib import Path
+
+    if path is not None and Path(path).exists() and not overwrite:
+        raise ProbkitError(f"{option} {path} exists; pass --overwrite to replace it.")

@@ -1,6 +1,12 @@
-"""The ``probkit`` command: ``probkit check`` runs the registered checks against theory.
+"""The ``probkit`` command.
 
-Exit status: 0 when every selected check passes, 1 when one fails, 2 on bad usage.
+- ``probkit check`` runs the registered checks against theory.
+- ``probkit exceedance COVARIANCE`` summarises the zero-level excursions of a stationary
+  Gaussian process with a preset covariance: Rice intensities, the Slepian IIA (validity,
+  persistence exponent, survival function) and, on request, a Monte Carlo comparison, a figure
+  and a JSON file.
+
+Exit status: 0 on success (every selected check passes), 1 when a check fails, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from probkit import _cli_exceedance as exceedance_command
 from probkit._errors import ProbkitError
+from probkit._validate import check_output_path
 from probkit._version import __version__
 
 __all__ = ["main"]
@@ -85,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="import MODULE first, registering the checks it defines (repeatable)",
     )
+    exceedance_command.add_parser(commands)
     return parser
 
 
@@ -111,8 +120,7 @@ def _check_outputs(arguments: argparse.Namespace) -> None:
     # Refuse before running, not after minutes of checks.
     if arguments.overwrite:
         return
-    if arguments.json is not None and arguments.json.exists():
-        raise ProbkitError(f"--json {arguments.json} exists; pass --overwrite to replace it.")
+    check_output_path("--json", arguments.json, arguments.overwrite)
     if arguments.html is not None and arguments.html.exists() and any(arguments.html.iterdir()):
         raise ProbkitError(f"--html {arguments.html} is not empty; pass --overwrite to replace it.")
 
@@ -175,12 +183,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit status: 0 success, 1 a check failed, 2 bad usage.
+        The exit status: 0 success, 1 a check failed (``probkit check``), 2 bad usage.
     """
     arguments = _parser().parse_args(argv)
     try:
         if arguments.command == "check":
             return _run_check_command(arguments)
+        if arguments.command == "exceedance":
+            return exceedance_command.run(arguments)
     except ProbkitError as error:
         print(f"probkit: error: {error}", file=sys.stderr)
         return 2

@@ -170,3 +170,25 @@ def test_reversible_jump_dcc_smoke(tmp_path):
     # With one SLP its weight is one: the error is the posterior mass of the SLPs not found.
     assert run["total_variation"] == pytest.approx(run["undiscovered_posterior_mass"])
     assert "NumPyro DCC" in read_outputs(tmp_path, "reversible_jump")[1]
+
+
+def test_exceedance_simulation_smoke(tmp_path):
+    load("exceedance_simulation").main(["--smoke", "--no-float64", "--out", str(tmp_path)])
+    saved, markdown = read_outputs(tmp_path, "exceedance_simulation")
+    (run,) = saved["runs"]
+    for library in ("probkit_float32", "numpy_float64"):
+        stats = run["libraries"][library]
+        assert stats["steady_median_s"] > 0
+        # 120 paths x 1024 steps: the crossing intensity within 5 standard errors of Rice.
+        assert abs(stats["accuracy_all_seeds"]["intensity_z"]) < 5
+    assert run["throughput_ratio_over_numpy"]["probkit_float32"] > 0
+    assert "numpy_float64" in markdown
+
+
+def test_iia_evaluation_smoke(tmp_path):
+    load("iia_evaluation").main(["--smoke", "--out", str(tmp_path)])
+    saved, markdown = read_outputs(tmp_path, "iia_evaluation")
+    (run,) = saved["runs"]
+    assert run["grid_points"] == 64 * 24
+    assert run["steady_median_s"] > 0
+    assert "steady median" in markdown

@@ -20,6 +20,7 @@ PAGES = sorted(p for p in DOCS.rglob("*.md") if run_examples.python_blocks(p))
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
 def test_the_python_examples_of_a_page_run_in_order(page, tmp_path, monkeypatch):
     """Blocks titled with a file name are written as that module; the others run in order."""
+    monkeypatch.setenv("PROBKIT_DOCS_SMALL", "1")  # pages run their examples at a small size
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     written = []

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import jax
+
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
@@ -22,7 +24,9 @@ def test_the_readme_check_command_runs_probkit_check():
 
 
 def test_the_readme_examples_run(capsys):
-    population_example, numpyro_example = re.findall(r"```python\n(.+?)```", README, re.S)
+    population_example, numpyro_example, exceedance_example = re.findall(
+        r"```python\n(.+?)```", README, re.S
+    )
     namespace = {}
     exec(compile(population_example, "README.md", "exec"), namespace)
     evidence, ess, after = (float(v) for v in capsys.readouterr().out.split())
@@ -34,3 +38,12 @@ def test_the_readme_examples_run(capsys):
     # within about 5 single-run standard deviations for 2 000 particles.
     assert abs(log_evidence + 1.931) < 0.1
     assert abs(posterior_mean - 1.2) < 0.1
+    enabled = jax.config.jax_enable_x64
+    try:  # the example enables float64 globally, as a reader would; restore it for the suite
+        exec(compile(exceedance_example, "README.md", "exec"), namespace)
+    finally:
+        jax.config.update("jax_enable_x64", enabled)
+    status, theta = capsys.readouterr().out.split()
+    # The README's comment: θ_IIA = 0.18621 (MSBC 1996: 0.1862), with the status "proven".
+    assert status == "proven"
+    assert abs(float(theta) - 0.18621) < 1e-5
