@@ -44,7 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from probkit._errors import ProbkitError
-from probkit._validate import check_positive_int, is_concrete
+from probkit._validate import check_positive_int
+from probkit.exceedance._checks import check_covariance, check_times
 from probkit.exceedance.covariance import StationaryCovariance
 
 __all__ = [
@@ -187,8 +188,8 @@ def rice_bound_pdf(covariance: StationaryCovariance, t: Any) -> jax.Array:
     ...     print(round(float(rice_bound_pdf(sech_diffusion(2.0), 1.0)), 5))
     0.10378
     """
-    covariance = _check_covariance(covariance)
-    _check_times("t", t)
+    covariance = check_covariance(covariance)
+    check_times(t)
     return _rice_bound(covariance, jnp.asarray(t, dtype=jnp.result_type(float)))
 
 
@@ -387,7 +388,7 @@ def orthant_persistence(
     3
     """
     start = time.perf_counter()
-    covariance = _check_covariance(covariance)
+    covariance = check_covariance(covariance)
     t = _check_horizon(t)
     step = _check_step("step", step)
     _check_tolerances(abseps, releps, maxpts)
@@ -534,7 +535,7 @@ def persistence_extrapolated(
       ``0.01212 ± 0.00011``.
     """
     start = time.perf_counter()
-    covariance = _check_covariance(covariance)
+    covariance = check_covariance(covariance)
     t = _check_horizon(t)
     if t == 0:
         raise ProbkitError(
@@ -619,27 +620,6 @@ def _richardson(steps, values, errors, order):
 
 
 # --- argument checks ------------------------------------------------------------------------------
-
-
-def _check_covariance(covariance: Any) -> StationaryCovariance:
-    if not isinstance(covariance, StationaryCovariance):
-        raise ProbkitError(
-            "`covariance` must be a StationaryCovariance (e.g. probkit.exceedance.covariance."
-            f"sech_diffusion(2)); got {type(covariance).__name__}."
-        )
-    return covariance
-
-
-def _check_times(name: str, t: Any) -> None:
-    if not is_concrete(t):
-        return
-    values = np.asarray(t, dtype=float)
-    if not np.all(np.isfinite(values)):
-        raise ProbkitError(f"`{name}` must be finite; got {t!r}. Pass excursion lengths t >= 0.")
-    if np.any(values < 0):
-        raise ProbkitError(
-            f"`{name}` must be >= 0 (an excursion length); got a minimum of {values.min():g}."
-        )
 
 
 def _check_horizon(t: Any) -> float:

@@ -39,6 +39,7 @@ import numpy as np
 
 from probkit._errors import ProbkitError
 from probkit._validate import check_positive_int, is_concrete
+from probkit.exceedance._checks import check_covariance, check_times
 from probkit.exceedance.covariance import StationaryCovariance
 
 __all__ = ["SlepianIIA", "TailReport", "ValidityReport", "solve_renewal"]
@@ -221,11 +222,7 @@ class SlepianIIA:
         points_per_mean: int = 256,
         n_means: int = 48,
     ):
-        if not isinstance(covariance, StationaryCovariance):
-            raise ProbkitError(
-                "`covariance` must be a StationaryCovariance (e.g. probkit.exceedance.gaussian());"
-                f" got {type(covariance).__name__}."
-            )
+        check_covariance(covariance)
         if not jax.config.jax_enable_x64:
             raise ProbkitError(
                 "SlepianIIA needs float64: call jax.config.update('jax_enable_x64', True) first "
@@ -611,10 +608,7 @@ def _log_abs(x: jax.Array, floor: float = 1e-300) -> jax.Array:
 
 
 def _check_times(t: Any) -> jax.Array:
-    if is_concrete(t):
-        values = np.asarray(t, dtype=float)
-        if not np.all(np.isfinite(values)) or np.any(values < 0):
-            raise ProbkitError(f"times `t` must be finite and >= 0; got {t!r}.")
+    check_times(t)
     return jnp.asarray(t, dtype=jnp.float64)
 
 

@@ -19,6 +19,7 @@ from jax.scipy import special
 
 from probkit._errors import ProbkitError
 from probkit._validate import check_choice, is_concrete
+from probkit.exceedance._checks import check_covariance
 from probkit.exceedance.covariance import StationaryCovariance
 
 __all__ = ["crossing_intensity", "mean_excursion_length"]
@@ -29,15 +30,6 @@ def _check_level(level: Any) -> jax.Array:
     if is_concrete(level) and not np.all(np.isfinite(np.asarray(level, dtype=float))):
         raise ProbkitError(f"`level` must be finite; got {level!r}.")
     return jnp.asarray(level, dtype=jnp.result_type(float))
-
-
-def _check_covariance(covariance: Any) -> StationaryCovariance:
-    if not isinstance(covariance, StationaryCovariance):
-        raise ProbkitError(
-            "`covariance` must be a StationaryCovariance (e.g. probkit.exceedance.gaussian()); "
-            f"got {type(covariance).__name__}."
-        )
-    return covariance
 
 
 def crossing_intensity(
@@ -59,7 +51,7 @@ def crossing_intensity(
     jax.Array
         The intensity, with the shape of ``level``; differentiable in the covariance's parameters.
     """
-    covariance = _check_covariance(covariance)
+    covariance = check_covariance(covariance)
     check_choice("direction", direction, ("up", "down", "both"))
     level = _check_level(level)
     rate = jnp.sqrt(covariance.lam2) * jnp.exp(-0.5 * level**2) / (2 * math.pi)
@@ -78,7 +70,7 @@ def mean_excursion_length(covariance: StationaryCovariance, level: Any = 0.0) ->
     level : float or array
         The level ``u``, in standard deviations.
     """
-    covariance = _check_covariance(covariance)
+    covariance = check_covariance(covariance)
     level = _check_level(level)
     # P(X > u) / μ⁺(u) with the Gaussian tail in log space, finite for large u.
     log_tail = special.log_ndtr(-level)

@@ -69,6 +69,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from probkit._errors import ProbkitError
 from probkit._validate import check_choice, check_positive_int, is_concrete
+from probkit.exceedance._checks import check_covariance
 from probkit.exceedance.covariance import StationaryCovariance
 
 __all__ = [
@@ -784,11 +785,7 @@ def simulate_excursions(
     >>> abs(sim.crossing_intensity - 0.159) < 0.02  # Rice: √λ₂/π = 0.159
     True
     """
-    if not isinstance(covariance, StationaryCovariance):
-        raise ProbkitError(
-            "`covariance` must be a StationaryCovariance (e.g. probkit.exceedance.gaussian()); "
-            f"got {type(covariance).__name__}."
-        )
+    check_covariance(covariance)
     if not is_concrete(covariance):
         raise ProbkitError(
             "`covariance` has traced parameters: simulate_excursions runs a host loop over "

@@ -127,7 +127,7 @@ def test_numerically_valid_covariance_samples_from_the_solver(x64):
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
 def test_bad_times_are_refused(diffusion, bad, x64):
-    with pytest.raises(ProbkitError, match="times"):
+    with pytest.raises(ProbkitError, match="`t` must be"):
         diffusion.sf(bad)
 
 
