@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from typing import Any, Literal
 
 import jax
@@ -336,7 +337,7 @@ class SlepianIIA:
         t = jnp.asarray(t, dtype=jnp.float64)
         times, values = arrays["times"], arrays[which]
         t_max, end = times[-1], values[-1]
-        theta = self.theta()
+        theta = self._theta()
         alpha = self._power_exponent()
         exponent = alpha if which == "sf" else alpha + 1
         beyond = jnp.maximum(t, t_max)
@@ -374,20 +375,44 @@ class SlepianIIA:
         return inside + tail
 
     # --- persistence ----------------------------------------------------------------------------
-    @_compiled()
     def theta(self) -> jax.Array:
         """The persistence exponent: the root of ``E[e^{θD}] = 2``, i.e. ``θ ∫₀^∞ e^{θt} E₀ dt = 1``.
 
         ``P(T > t) ~ C e^{-θt}`` and ``P(X > 0 on [0, t]) ~ (C√λ₂/2πθ) e^{-θt}``. Differentiable
         by the implicit-function theorem. Returns 0 when the tail is not exponential (a
-        polynomially decaying correlation): see :meth:`tail`.
+        polynomially decaying correlation): see :meth:`tail`. Called with concrete values, it
+        warns when the grid is too short to tell (``tail().kind == "unresolved"``).
         """
+        theta = self._theta()
+        unresolved = (
+            is_concrete(self._arrays)
+            and not bool(self._arrays["tail_exponential"])
+            and self.tail().kind == "unresolved"
+        )
+        if unresolved:
+            warnings.warn(
+                "the grid is too short to resolve the tail of E₀ (neither exponential nor a "
+                f"power law over [0, {float(self.grid[-1]):.4g}]); theta() returns 0. "
+                "Increase `n_means`.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return theta
+
+    @_compiled()
+    def _theta(self) -> jax.Array:
         arrays = self._arrays
         root = jax.lax.stop_gradient(arrays["theta_grid"])
         # One Newton step at the root carries the implicit-function gradient
         # dθ/dp = -(∂G/∂p)/(∂G/∂θ) and leaves the value unchanged (G(root) = 2).
+        tail = {
+            "rate": arrays["tail_rate"],
+            "stable": arrays["tail_stable"],
+            "end": arrays["divisor_sf"][-1],
+            "t_max": arrays["times"][-1],
+        }
         value, slope = jax.value_and_grad(_moment_generating, argnums=1)(
-            arrays["divisor_pdf"], root, arrays["step"]
+            arrays["divisor_pdf"], root, arrays["step"], tail
         )
         theta = root - (value - 2.0) / slope
         return jnp.where(arrays["tail_exponential"], theta, 0.0)
@@ -396,7 +421,7 @@ class SlepianIIA:
     def tail_constant(self) -> jax.Array:
         """``C`` in ``P(T > t) ~ C e^{-θt}``: ``C = 2 / (θ E[D e^{θD}])`` (NaN without a θ)."""
         arrays = self._arrays
-        theta = self.theta()
+        theta = self._theta()
         weights = _trapezoid_weights(arrays["times"].shape[0], arrays["step"], jnp.float64)
         moment = jnp.sum(
             weights * arrays["times"] * jnp.exp(theta * arrays["times"]) * arrays["divisor_pdf"]
@@ -416,7 +441,7 @@ class SlepianIIA:
         )
         if bool(arrays["tail_exponential"]):
             return TailReport(
-                "exponential", float(self.theta()), float(self.tail_constant()), math.nan, rate
+                "exponential", float(self._theta()), float(self.tail_constant()), math.nan, rate
             )
         alpha = float(self._power_exponent())
         # A power law has a stable log-log slope: compare the slopes of two quarters.
@@ -445,7 +470,7 @@ class SlepianIIA:
         segments = 0.5 * step * (sf[1:] + sf[:-1])
         inside = jnp.concatenate([jnp.cumsum(segments[::-1])[::-1], jnp.zeros(1)])
         t_max, end = times[-1], sf[-1]
-        theta, alpha = self.theta(), self._power_exponent()
+        theta, alpha = self._theta(), self._power_exponent()
         exponential_tail = end / jnp.where(theta > 0, theta, 1.0)
         power_tail = jnp.where(alpha > 1, end * t_max / (alpha - 1), jnp.inf)
         tail = jnp.where(arrays["tail_exponential"], exponential_tail, power_tail)
@@ -570,18 +595,22 @@ def _build_arrays(
     times = step * jnp.arange(n, dtype=jnp.float64)
     t_max = times[-1]
     divisor_sf, divisor_pdf, q = _divisor(cov, times)
-    theta = _cramer_root(divisor_pdf, step)
-    # The root is a genuine persistence exponent when e^{θt} f_D(t) has decayed by the end of
-    # the grid, so that the last half of the grid carries a negligible share of E[e^{θD}] = 2.
-    # A polynomial tail gives a root that exists only because the grid is truncated, with most
-    # of the integral at its end.
+    tail = _exponential_tail(divisor_sf, times)
+    theta = _cramer_root(divisor_pdf, step, tail)
+    # The root is a genuine persistence exponent when E₀ decays exponentially at a stable rate
+    # κ > θ at the end of the grid (the moment beyond the grid is then added in closed form), or
+    # when e^{θt} f_D(t) has decayed so far that the last half of the grid carries a negligible
+    # share of E[e^{θD}] = 2 (super-exponential tails, where E₀ underflows). A polynomial tail
+    # gives a root that exists only because the grid is truncated, with most of the integral
+    # at its end.
     late = jnp.sum(jnp.abs(jnp.exp(theta * times) * divisor_pdf)[n // 2 :]) * step
-    tail_exponential = (theta > 0) & (late < 1e-6)
+    admissible = tail["stable"] & (theta < 0.98 * tail["rate"])
+    tail_exponential = (theta > 0) & ((late < 1e-6) | admissible)
     # The tilt makes ½ Σ |c_j| e^{γ t_j} < 1 with a margin of about e^{-10} over the grid: the
     # root of the same equation for |f_D| (equal to θ when f_D >= 0; smaller, possibly negative,
     # when E₀ is not monotone), and a damping without an exponential tail.
-    theta_abs = _cramer_root(jnp.abs(divisor_pdf), step)
-    tilt = theta_abs - _TILT_SPAN / t_max
+    theta_abs = _cramer_root(jnp.abs(divisor_pdf), step, None)
+    tilt = jnp.minimum(theta_abs, theta) - _TILT_SPAN / t_max
     tilt = jnp.where(tail_exponential, tilt, jnp.minimum(tilt, -_DAMPING / t_max))
     sf, pdf = solve_renewal(divisor_sf, divisor_pdf, step, jax.lax.stop_gradient(tilt))
     return {
@@ -592,6 +621,8 @@ def _build_arrays(
         "q": q,
         "theta_grid": theta,
         "tail_exponential": tail_exponential,
+        "tail_rate": tail["rate"],
+        "tail_stable": tail["stable"],
         "sf": sf,
         "pdf": pdf,
     }
@@ -642,33 +673,67 @@ def _divisor(cov: StationaryCovariance, t: jax.Array):
     return divisor_sf, divisor_pdf, jnp.where(at_zero, 0.0, q)
 
 
-def _moment_generating(divisor_pdf: jax.Array, theta: jax.Array, step: jax.Array) -> jax.Array:
-    """``E[e^{θD}]`` by the trapezoid rule on the grid (the solver's own discretisation)."""
+def _exponential_tail(divisor_sf: jax.Array, times: jax.Array) -> dict[str, jax.Array]:
+    """The decay rate κ of E₀ over the last quarter of the grid, and whether it is stable.
+
+    Stable: the rate over the previous quarter agrees within 5% (a power law ``t^{-α}`` has
+    local rates ``α/t`` that differ by about 30% between the two) and E₀ has not underflowed.
+    """
+    n = times.shape[0]
+    a, b, c = n // 2, 3 * n // 4, n - 1
+    rate = -(_log_abs(divisor_sf[c]) - _log_abs(divisor_sf[b])) / (times[c] - times[b])
+    previous = -(_log_abs(divisor_sf[b]) - _log_abs(divisor_sf[a])) / (times[b] - times[a])
+    stable = (
+        (rate > 0)
+        & (previous > 0)
+        & (jnp.abs(rate / jnp.where(previous > 0, previous, 1.0) - 1) < 0.05)
+        & (jnp.abs(divisor_sf[c]) > 1e-250)
+    )
+    return {"rate": rate, "stable": stable, "end": divisor_sf[c], "t_max": times[c]}
+
+
+def _moment_generating(
+    divisor_pdf: jax.Array, theta: jax.Array, step: jax.Array, tail: dict | None
+) -> jax.Array:
+    """``E[e^{θD}]`` by the trapezoid rule on the grid (the solver's own discretisation).
+
+    For a stable exponential tail ``E₀ ~ E₀(t_max) e^{-κ(t - t_max)}`` the moment beyond the
+    grid, ``κ E₀(t_max) e^{θ t_max} / (κ - θ)`` (for θ < κ), is added.
+    """
     n = divisor_pdf.shape[0]
     weights = _trapezoid_weights(n, step, divisor_pdf.dtype)
     times = step * jnp.arange(n, dtype=divisor_pdf.dtype)
-    return jnp.sum(weights * jnp.exp(theta * times) * divisor_pdf)
+    inside = jnp.sum(weights * jnp.exp(theta * times) * divisor_pdf)
+    if tail is None:
+        return inside
+    rate = tail["rate"]
+    below = tail["stable"] & (theta < rate)
+    gap = jnp.where(below, rate - theta, 1.0)
+    beyond = rate * tail["end"] * jnp.exp(theta * tail["t_max"]) / gap
+    return inside + jnp.where(below, beyond, jnp.where(tail["stable"], jnp.inf, 0.0))
 
 
-def _cramer_root(divisor_pdf: jax.Array, step: jax.Array) -> jax.Array:
-    """The root of ``E[e^{θD}] = 2`` on the grid by bracketing and bisection (no gradient).
+def _cramer_root(divisor_pdf: jax.Array, step: jax.Array, tail: dict | None) -> jax.Array:
+    """The root of ``E[e^{θD}] = 2`` by bracketing and bisection (no gradient).
 
-    On a truncated grid the moment is finite and increasing in θ for a non-negative density, so
-    the root exists; it is negative when the total mass exceeds 2 (for ``|f_D|`` of a strongly
-    non-monotone ``E₀``).
+    The moment is increasing in θ for a non-negative density, so the root exists: below κ for a
+    stable exponential tail (the moment diverges there), and on a truncated grid otherwise. It
+    is negative when the total mass exceeds 2 (for ``|f_D|`` of a strongly non-monotone ``E₀``).
     """
     divisor_pdf = jax.lax.stop_gradient(divisor_pdf)
     step = jax.lax.stop_gradient(step)
+    tail = jax.lax.stop_gradient(tail)
     t_max = step * (divisor_pdf.shape[0] - 1)
 
     def excess(theta):
-        return _moment_generating(divisor_pdf, theta, step) - 2.0
+        return _moment_generating(divisor_pdf, theta, step, tail) - 2.0
 
     def expand(state):
         bound, count = state
         return bound * 2.0, count + 1
 
-    # Double the bracket's far end from ±1/t_max until the excess changes sign.
+    # Double the bracket's far end from ±1/t_max until the excess changes sign (an infinite
+    # moment past κ counts as a change of sign).
     direction = jnp.where(excess(0.0) < 0, 1.0, -1.0)
     far, _ = jax.lax.while_loop(
         lambda state: (direction * excess(state[0]) < 0) & (state[1] < 80),

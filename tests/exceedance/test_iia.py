@@ -170,3 +170,11 @@ def test_second_derivatives_of_the_log_density_are_finite(x64):
         (jax.grad(log_density)(1.5 + eps) - jax.grad(log_density)(1.5 - eps)) / (2 * eps)
     )
     assert curvature == pytest.approx(finite, rel=1e-5)
+
+
+def test_theta_does_not_depend_on_the_grid_length_for_slow_exponential_tails(x64):
+    # r = sech(t/2)^{0.1} decays at rate 0.05 and θ = 0.036 is close to it: the moment beyond
+    # the grid is added in closed form, so a grid of 8 mean lengths gives the same θ as 48.
+    thetas = [float(SlepianIIA(sech_diffusion(0.2), n_means=n).theta()) for n in (8, 48)]
+    assert thetas[0] == pytest.approx(thetas[1], rel=1e-6)
+    assert SlepianIIA(sech_diffusion(0.2), n_means=8).tail().kind == "exponential"
