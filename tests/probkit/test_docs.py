@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,9 +25,13 @@ def test_the_python_examples_of_a_page_run_in_order(page, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     written = []
+    enabled = jax.config.jax_enable_x64
     try:
         written = run_examples.run_page(page, tmp_path)
     finally:
+        # Pages switch float64 on globally, as a reader would; later tests in this worker must
+        # not inherit it.
+        jax.config.update("jax_enable_x64", enabled)
         from probkit.theory import registered_checks, unregister
 
         for module in written:
