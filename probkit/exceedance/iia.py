@@ -348,12 +348,9 @@ class SlepianIIA:
     @_compiled()
     def _power_exponent(self) -> jax.Array:
         # α = -d log E₀ / d log t over the last quarter of the grid.
-        arrays = self._arrays
-        times, divisor_sf = arrays["times"], arrays["divisor_sf"]
+        times, divisor_sf = self._arrays["times"], self._arrays["divisor_sf"]
         n = times.shape[0]
-        a, b = 3 * n // 4, n - 1
-        log_sf = _log_abs(divisor_sf[b]) - _log_abs(divisor_sf[a])
-        return -log_sf / (jnp.log(times[b]) - jnp.log(times[a]))
+        return _decay_rate(divisor_sf, times, 3 * n // 4, n - 1, log_time=True)
 
     def mean(self) -> jax.Array:
         """``E[T] = 2 E[D] = π/√λ₂``: the IIA reproduces Rice's mean exactly, for any ``E₀``."""
@@ -432,26 +429,19 @@ class SlepianIIA:
         """Classify the tail of ``T``: exponential (with θ and C) or a power law (no θ)."""
         arrays = self._arrays
         _require_concrete(arrays, "tail()")
-        times, divisor_sf = arrays["times"], np.asarray(arrays["divisor_sf"])
+        times, divisor_sf = arrays["times"], arrays["divisor_sf"]
         n = times.shape[0]
-        a, b = 3 * n // 4, n - 1
-        rate = float(
-            -(np.log(abs(divisor_sf[b]) + 1e-300) - np.log(abs(divisor_sf[a]) + 1e-300))
-            / (times[b] - times[a])
-        )
+        rate = float(arrays["tail_rate"])
         if bool(arrays["tail_exponential"]):
             return TailReport(
                 "exponential", float(self._theta()), float(self.tail_constant()), math.nan, rate
             )
         alpha = float(self._power_exponent())
         # A power law has a stable log-log slope: compare the slopes of two quarters.
-        c = n // 2
-        earlier = -(np.log(abs(divisor_sf[a]) + 1e-300) - np.log(abs(divisor_sf[c]) + 1e-300)) / (
-            np.log(times[a]) - np.log(times[c])
-        )
+        earlier = float(_decay_rate(divisor_sf, times, n // 2, 3 * n // 4, log_time=True))
         if alpha > 0 and abs(earlier / alpha - 1) < 0.1:
-            constant = 2 * abs(divisor_sf[b]) * float(times[b]) ** alpha
-            return TailReport("power_law", 0.0, float(constant), alpha, rate)
+            constant = 2 * abs(float(divisor_sf[-1])) * float(times[-1]) ** alpha
+            return TailReport("power_law", 0.0, constant, alpha, rate)
         return TailReport("unresolved", 0.0, math.nan, math.nan, rate)
 
     def persistence(self, t: Any) -> jax.Array:
@@ -673,6 +663,14 @@ def _divisor(cov: StationaryCovariance, t: jax.Array):
     return divisor_sf, divisor_pdf, jnp.where(at_zero, 0.0, q)
 
 
+def _decay_rate(
+    divisor_sf: jax.Array, times: jax.Array, i: int, j: int, *, log_time: bool = False
+) -> jax.Array:
+    """``-Δ log|E₀| / Δt`` between grid points ``i < j`` (``Δ log t`` with ``log_time``)."""
+    span = jnp.log(times[j] / times[i]) if log_time else times[j] - times[i]
+    return -(_log_abs(divisor_sf[j]) - _log_abs(divisor_sf[i])) / span
+
+
 def _exponential_tail(divisor_sf: jax.Array, times: jax.Array) -> dict[str, jax.Array]:
     """The decay rate κ of E₀ over the last quarter of the grid, and whether it is stable.
 
@@ -680,9 +678,9 @@ def _exponential_tail(divisor_sf: jax.Array, times: jax.Array) -> dict[str, jax.
     local rates ``α/t`` that differ by about 30% between the two) and E₀ has not underflowed.
     """
     n = times.shape[0]
-    a, b, c = n // 2, 3 * n // 4, n - 1
-    rate = -(_log_abs(divisor_sf[c]) - _log_abs(divisor_sf[b])) / (times[c] - times[b])
-    previous = -(_log_abs(divisor_sf[b]) - _log_abs(divisor_sf[a])) / (times[b] - times[a])
+    c = n - 1
+    rate = _decay_rate(divisor_sf, times, 3 * n // 4, c)
+    previous = _decay_rate(divisor_sf, times, n // 2, 3 * n // 4)
     stable = (
         (rate > 0)
         & (previous > 0)
