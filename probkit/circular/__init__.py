@@ -1,0 +1,1 @@
+"""Von Mises distributions and mixtures for angles and torsions."""
