@@ -23,6 +23,8 @@ This module imports nothing of probkit (see ``DESIGN.md``).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import i0e, i1e
@@ -87,7 +89,7 @@ def _complement_series_derivative(kappa):
     return -total * inverse
 
 
-@jax.custom_jvp
+@jax.jit
 def log_i0(kappa):
     """Logarithm of the modified Bessel function ``I₀(κ)``, without overflow.
 
@@ -101,17 +103,22 @@ def log_i0(kappa):
     jax.Array
         ``log I₀(κ) = log i0e(|κ|) + |κ|``; its derivative is ``sign(κ) A(|κ|)``.
     """
-    kappa = jnp.abs(_float(kappa))
+    return _log_i0(_float(kappa))
+
+
+@jax.custom_jvp
+def _log_i0(kappa):
+    kappa = jnp.abs(kappa)
     return jnp.log(i0e(kappa)) + kappa
 
 
-@log_i0.defjvp
+@_log_i0.defjvp
 def _log_i0_jvp(primals, tangents):
     (kappa,), (dkappa,) = primals, tangents
-    kappa = _float(kappa)
-    return log_i0(kappa), jnp.sign(kappa) * bessel_ratio(jnp.abs(kappa)) * dkappa
+    return _log_i0(kappa), jnp.sign(kappa) * _ratio(jnp.abs(kappa)) * dkappa
 
 
+@jax.jit
 def bessel_ratio_complement(kappa):
     """``1 - A(κ) = 1 - I₁(κ)/I₀(κ)``, the circular variance of a von Mises law, for ``κ ≥ 0``.
 
@@ -137,6 +144,7 @@ def _complement_jvp(primals, tangents):
     return _complement(kappa), -bessel_ratio_derivative(kappa) * dkappa
 
 
+@jax.jit
 def bessel_ratio(kappa):
     """The Bessel ratio ``A(κ) = I₁(κ)/I₀(κ) = E[cos(θ - μ)]`` of a von Mises law.
 
@@ -165,6 +173,7 @@ def _ratio_jvp(primals, tangents):
     return _ratio(kappa), bessel_ratio_derivative(kappa) * dkappa
 
 
+@jax.jit
 def bessel_ratio_derivative(kappa):
     """``A'(κ) = 1 - A(κ)² - A(κ)/κ`` for ``κ ≥ 0``, equal to 1/2 at ``κ = 0``.
 
@@ -185,6 +194,7 @@ def bessel_ratio_derivative(kappa):
     return jnp.where(small, small_value, jnp.where(large, series_value, middle_value))
 
 
+@functools.partial(jax.jit, static_argnames="iterations")
 def bessel_ratio_complement_inverse(v, *, iterations: int = 8):
     """The concentration ``κ ≥ 0`` with ``1 - A(κ) = v``: ``A⁻¹(1 - v)`` without forming ``1 - v``.
 
@@ -236,6 +246,7 @@ _complement_inverse.defjvps(
 )
 
 
+@functools.partial(jax.jit, static_argnames="iterations")
 def bessel_ratio_inverse(r, *, iterations: int = 8):
     """The concentration ``κ ≥ 0`` with ``A(κ) = r``: the maximum-likelihood ``κ̂`` for ``R̄ = r``.
 
@@ -293,7 +304,12 @@ def bessel_ratios(kappa, order: int):
     order = int(order)
     if not 1 <= order <= _RATIOS_MAX_ORDER:
         raise ValueError(f"order must be an integer in [1, {_RATIOS_MAX_ORDER}]; got {order}.")
-    kappa = jnp.abs(_float(kappa))
+    return _bessel_ratios(_float(kappa), order)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _bessel_ratios(kappa, order: int):
+    kappa = jnp.abs(kappa)
     large = kappa > _RATIOS_ASYMPTOTIC
     small_kappa = jnp.where(large, 1.0, kappa)
     large_kappa = jnp.where(large, kappa, 2 * _RATIOS_ASYMPTOTIC)
