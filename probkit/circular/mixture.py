@@ -128,10 +128,7 @@ class VonMisesMixture(Distribution):
             Shape ``sample_shape + batch_shape + (K,)``; for torsion vectors ``log p_k`` is the
             sum over the ``D`` torsions of the per-torsion log densities.
         """
-        density = _log_density(self._expanded_value(value), self.loc, self.concentration)
-        if self.event_shape:
-            density = density.sum(-1)
-        return jnp.log(self.weights) + density
+        return _component_log_probs(self, _float(value))
 
     @validate_sample
     def log_prob(self, value):
@@ -235,6 +232,16 @@ class VonMisesMixture(Distribution):
         upper = _cumulative_jit(*jnp.broadcast_arrays(value - loc, self.concentration))
         component = jnp.clip(upper - lower, 0.0, 1.0)
         return jnp.clip((self.weights * component).sum(-1), 0.0, 1.0)
+
+
+@jax.jit
+def _component_log_probs(mixture, value):
+    # Compiled as one program: called eagerly on a large grid, its dozen primitives would each
+    # be compiled (seconds) on the first call of every shape.
+    density = _log_density(mixture._expanded_value(value), mixture.loc, mixture.concentration)
+    if mixture.event_shape:
+        density = density.sum(-1)
+    return jnp.log(mixture.weights) + density
 
 
 def _categorical(key, weights, shape):

@@ -89,10 +89,6 @@ def test_reverse_kl_by_quadrature_is_mode_seeking(x64, reverse_optimum):
     loc = float(fit.distribution.loc[0])
     assert abs(abs(loc) - math.pi) < 1e-3
     assert float(fit.distribution.concentration[0]) == pytest.approx(reverse_optimum, rel=1e-4)
-    # Its reverse KL is below the mass-covering single component's, evaluated the same way.
-    forward = fit_to_energy(butane_energy, KT_300, 1, n_points=512, n_init=1)
-    forward_reverse_kl = forward.grid.kl_to(lambda a: forward.distribution.log_prob(a))
-    assert fit.kl < forward_reverse_kl
     assert np.all(np.diff(fit.loss_trace[-50:]) < 1e-6)  # converged: no longer moving up
 
 

@@ -381,9 +381,9 @@ def butane_forward_kl_fits(context: CheckContext) -> Outcome:
     kappa_exact = optimize.brentq(
         lambda k: special.i1e(k) / special.i0e(k) - resultant, 1e-9, 1e4, xtol=1e-14
     )
-    n_init = context.pick(quick=4, full=16)
+    n_init = context.pick(quick=2, full=16)
     kls, rows = [], {}
-    for k in range(1, context.pick(quick=3, full=5) + 1):
+    for k in range(1, context.pick(quick=2, full=5) + 1):
         fit = fit_to_energy(butane_energy, kT, k, n_init=n_init, seed=context.seed)
         kls.append(fit.kl)
         rows[f"K={k}"] = {
