@@ -21,6 +21,7 @@ import numpy as np
 
 from probkit._errors import ProbkitError
 from probkit._validate import check_choice, check_non_negative_int, check_positive_int
+from probkit.circular.boltzmann import GAS_CONSTANT
 
 __all__ = [
     "GAS_CONSTANT_KCAL",
@@ -32,8 +33,8 @@ __all__ = [
     "rotatable_torsions",
 ]
 
-#: Molar gas constant in kcal/(mol K) (CODATA 2018: 8.314462618 J/(mol K) / 4184 J/kcal).
-GAS_CONSTANT_KCAL = 1.987204259e-3
+#: Molar gas constant in kcal/(mol K), MMFF's energy unit (the one in :mod:`.boltzmann`).
+GAS_CONSTANT_KCAL = GAS_CONSTANT["kcal/mol"]
 
 _POLICIES = ("vonmisesnet", "strict", "heavy_atom")
 

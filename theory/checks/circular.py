@@ -27,7 +27,7 @@ from probkit.circular import (
     fit_vonmises_mixture,
     thermal_energy,
 )
-from probkit.special import bessel_ratio
+from probkit.special import bessel_ratio, bessel_ratio_complement, bessel_ratios
 from probkit.theory.calibration import holm_combined_p_value, mean_z_test
 from probkit.theory.check import CheckContext, Outcome, register
 
@@ -173,8 +173,6 @@ def sampler_moments_match(context: CheckContext) -> Outcome:
     kappas = SAMPLER_KAPPAS[1:]
     p_values, rows = [], {}
     with jax.enable_x64(True):
-        from probkit.special import bessel_ratio_complement, bessel_ratios
-
         complement = np.asarray(bessel_ratio_complement(jnp.asarray(kappas)))
         second = np.asarray(bessel_ratios(jnp.asarray(kappas), 2))[:, 1]
     for offset, dtype in enumerate(("float32", "float64")):
