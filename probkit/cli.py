@@ -5,6 +5,8 @@
   Gaussian process with a preset covariance: Rice intensities, the Slepian IIA (validity,
   persistence exponent, survival function) and, on request, a Monte Carlo comparison, a figure
   and a JSON file.
+- ``probkit cluster FILE.csv`` clusters the rows of a CSV file with PPP, writes their labels and
+  prints the split tree.
 
 Exit status: 0 on success (every selected check passes), 1 when a check fails, 2 on bad usage.
 """
@@ -19,6 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from probkit import _cli_cluster as cluster_command
 from probkit import _cli_exceedance as exceedance_command
 from probkit._errors import ProbkitError
 from probkit._validate import check_output_path
@@ -94,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         help="import MODULE first, registering the checks it defines (repeatable)",
     )
     exceedance_command.add_parser(commands)
+    cluster_command.add_parser(commands)
     return parser
 
 
@@ -126,7 +130,13 @@ def _check_outputs(arguments: argparse.Namespace) -> None:
 
 
 def _progress(index: int, total: int, result) -> None:
-    verdict = "ERROR" if result.error else ("pass" if result.passed else "FAIL")
+    verdict = (
+        "ERROR"
+        if result.error
+        else "skip"
+        if result.skipped
+        else ("pass" if result.passed else "FAIL")
+    )
     print(
         f"[{index + 1}/{total}] {result.qualified_name}: {verdict} ({result.seconds:.1f} s)",
         file=sys.stderr,
@@ -191,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_check_command(arguments)
         if arguments.command == "exceedance":
             return exceedance_command.run(arguments)
+        if arguments.command == "cluster":
+            return cluster_command.run(arguments)
     except ProbkitError as error:
         print(f"probkit: error: {error}", file=sys.stderr)
         return 2

@@ -102,6 +102,9 @@ class Outcome:
         JSON-serialisable extra numbers (per-method errors, sample sizes...).
     figure : callable or None
         Draws a figure of the check on a matplotlib ``Axes`` (for ``probkit check --html``).
+    skipped : str or None
+        Why the check could not run here (e.g. its data set is not on this machine); a skipped
+        check neither passes nor fails the run. Build one with :meth:`skip`.
     """
 
     statistic: float
@@ -112,6 +115,12 @@ class Outcome:
     passed: bool | None = None
     details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     figure: Figure | None = None
+    skipped: str | None = None
+
+    @classmethod
+    def skip(cls, reason: str) -> Outcome:
+        """A check that could not run here, with the reason (shown in reports)."""
+        return cls(math.nan, "", description=reason, passed=True, skipped=reason)
 
     @classmethod
     def at_most(cls, statistic: float, tolerance: float, **kwargs: Any) -> Outcome:
@@ -201,6 +210,8 @@ class CheckResult:
         The exception a check raised, if any (such a check fails).
     figure : callable or None
         Draws the check's figure on a matplotlib ``Axes``.
+    skipped : str or None
+        Why the check did not run (it then counts as neither passed nor failed).
     """
 
     name: str
@@ -219,6 +230,7 @@ class CheckResult:
     details: Mapping[str, Any]
     error: str | None = None
     figure: Figure | None = dataclasses.field(default=None, repr=False, compare=False)
+    skipped: str | None = None
 
     @property
     def qualified_name(self) -> str:

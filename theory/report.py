@@ -40,6 +40,8 @@ def _criterion(result: CheckResult) -> str:
 def _verdict(result: CheckResult) -> str:
     if result.error is not None:
         return "ERROR"
+    if result.skipped:
+        return "skip"
     return "pass" if result.passed else "FAIL"
 
 
@@ -66,9 +68,10 @@ def format_table(report: Report) -> str:
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     failed = len(report.failures)
+    skipped = sum(1 for result in report.results if result.skipped)
     lines.append("")
     lines.append(
-        f"{len(report.results) - failed} passed, {failed} failed "
+        f"{len(report.results) - failed - skipped} passed, {failed} failed, {skipped} skipped "
         f"(seed {report.seed}, {report.size} size, family-wise α = {report.alpha:g}, Holm)"
     )
     for result in report.failures:
@@ -163,7 +166,7 @@ section {{ border-left: 6px solid #2a2; padding-left: 1rem; margin: 2rem 0; }}
 section.fail {{ border-left-color: #c22; }} img {{ max-width: 100%; }} pre.error {{ color: #c22; }}
 </style></head><body>
 <h1>probkit check</h1>
-<p>{len(report.results) - failed} passed, {failed} failed — seed {report.seed},
+<p>{len(report.results) - failed} passed or skipped, {failed} failed — seed {report.seed},
 {report.size} size, family-wise α = {report.alpha:g} (Holm).</p>
 {"".join(sections)}
 </body></html>

@@ -133,6 +133,7 @@ def _result(
         seconds=seconds,
         details=dict(outcome.details),
         figure=outcome.figure,
+        skipped=outcome.skipped,
     )
 
 

@@ -1,0 +1,171 @@
+"""``probkit cluster FILE.csv``: PPP clustering of a CSV file.
+
+Reads the numeric table, fits :class:`probkit.cluster.PPP`, writes one row per input row
+(``label,core``) and prints the tree's decisions. :mod:`probkit.cli` adds the subcommand with
+:func:`add_parser` and runs it with :func:`run`; nothing else imports this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from probkit._errors import ProbkitError
+from probkit._validate import check_output_path
+
+__all__ = ["add_parser", "read_table", "run"]
+
+
+def add_parser(commands) -> None:
+    """Add the ``cluster`` subcommand to the ``probkit`` parser's subcommands."""
+    cluster = commands.add_parser(
+        "cluster",
+        help="PPP clustering of a CSV file: labels, separable core and the split tree",
+        description="Cluster the rows of a numeric CSV file with PPP (no number of clusters "
+        "given), write one line per row with its cluster and whether it is in the separable "
+        "core, and print every decision of the split tree.",
+    )
+    cluster.add_argument("file", type=Path, help="CSV file, one row per point (header optional)")
+    cluster.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        help="where to write the labels (default: FILE with suffix .labels.csv)",
+    )
+    cluster.add_argument(
+        "--overwrite", action="store_true", help="replace the output files if they exist"
+    )
+    cluster.add_argument(
+        "--columns", help="comma-separated column names or 0-based indices to use (default all)"
+    )
+    cluster.add_argument("--delimiter", default=",", help="field delimiter (default ',')")
+    cluster.add_argument(
+        "--validate",
+        choices=("dip", "agreement", "bic"),
+        default="dip",
+        help="split rule (default dip)",
+    )
+    cluster.add_argument("--alpha", type=float, default=0.02, help="level of each split test")
+    cluster.add_argument(
+        "--standardize", action="store_true", help="scale each column by its own spread"
+    )
+    cluster.add_argument(
+        "--max-clusters", type=int, default=128, help="capacity of the tree (default 128)"
+    )
+    cluster.add_argument("--json", type=Path, help="also write the tree and the result as JSON")
+
+
+def read_table(path: Path, delimiter: str = ",", columns: str | None = None):
+    """Read a numeric CSV file; return ``(data, column_names)``.
+
+    A first line that does not parse as numbers is taken as the header. Empty fields and
+    non-numeric values are errors naming the line and column.
+    """
+    if not path.is_file():
+        raise ProbkitError(f"`FILE` {path} does not exist or is not a file.")
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.reader(handle, delimiter=delimiter) if row]
+    if not rows:
+        raise ProbkitError(f"`FILE` {path} is empty.")
+    header = None
+    try:
+        [float(value) for value in rows[0]]
+    except ValueError:
+        header, rows = [name.strip() for name in rows[0]], rows[1:]
+    width = len(header) if header else len(rows[0]) if rows else 0
+    names = header or [str(i) for i in range(width)]
+    index = list(range(width))
+    if columns:
+        index = []
+        for name in (c.strip() for c in columns.split(",") if c.strip()):
+            if name in names:
+                index.append(names.index(name))
+            elif name.isdigit() and int(name) < width:
+                index.append(int(name))
+            else:
+                raise ProbkitError(
+                    f"`--columns`: no column {name!r}; the columns are {', '.join(names)}."
+                )
+    first_line = 2 if header else 1
+    data = np.empty((len(rows), len(index)))
+    for offset, row in enumerate(rows):
+        if len(row) != width:
+            raise ProbkitError(
+                f"{path}, line {first_line + offset}: {len(row)} fields where {width} expected."
+            )
+        try:
+            data[offset] = [float(row[i]) for i in index]
+        except ValueError:
+            raise ProbkitError(
+                f"{path}, line {first_line + offset}: a field is not a number "
+                f"({[row[i] for i in index]!r}); select numeric columns with --columns."
+            ) from None
+    return data, [names[i] for i in index]
+
+
+def run(arguments: argparse.Namespace) -> int:
+    """Run ``probkit cluster`` and return its exit status."""
+    output = arguments.output or arguments.file.with_suffix(".labels.csv")
+    check_output_path("--output", output, arguments.overwrite)
+    if arguments.json is not None:
+        check_output_path("--json", arguments.json, arguments.overwrite)
+    data, names = read_table(arguments.file, arguments.delimiter, arguments.columns)
+
+    from probkit.cluster import PPP
+
+    start = time.perf_counter()
+    model = PPP(
+        arguments.validate,
+        alpha=arguments.alpha,
+        standardize=arguments.standardize,
+        max_clusters=arguments.max_clusters,
+    ).fit(data)
+    seconds = time.perf_counter() - start
+    print(model.summary())
+    sizes = np.bincount(model.labels_, minlength=model.n_clusters_)
+    print(
+        f"{model.n_clusters_} clusters (sizes {', '.join(map(str, sizes))}); separable core "
+        f"{model.core_mask_.mean():.1%} of rows; {seconds:.1f} s"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["label", "core"])
+        writer.writerows(
+            zip(model.labels_.tolist(), model.core_mask_.astype(int).tolist(), strict=True)
+        )
+    print(f"wrote {output}", file=sys.stderr)
+    if arguments.json is not None:
+        summary = {
+            "file": str(arguments.file),
+            "columns": names,
+            "n_rows": int(data.shape[0]),
+            "n_clusters": model.n_clusters_,
+            "sizes": sizes.tolist(),
+            "centers": model.cluster_centers_.tolist(),
+            "core_fraction": float(model.core_mask_.mean()),
+            "seconds": seconds,
+            "tree": [_jsonable(vars(record)) for record in model.tree_],
+        }
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {arguments.json}", file=sys.stderr)
+    return 0
+
+
+def _jsonable(record: dict) -> dict:
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, tuple):
+            value = [None if isinstance(v, float) and v != v else float(v) for v in value]
+        elif isinstance(value, float) or hasattr(value, "dtype"):
+            value = float(value)
+            value = None if value != value else value
+        out[key] = value
+    return out

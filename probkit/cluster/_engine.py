@@ -1,0 +1,400 @@
+"""Row-block passes over the data: the sufficient statistics that PPP's decisions need.
+
+Every quantity PPP uses (k-means assignments and centroid sums, per-cluster scatter matrices,
+local 2-means, the EM statistics of a two-component Gaussian mixture in every cluster, the
+projections tested for unimodality, and the final K-component mixture) is a sum over rows. The
+data therefore live on the device as fixed-size row blocks; each pass runs one compiled
+function per block and adds the block's statistics in block order, so a pass costs one read of
+the data whatever the number of clusters, and the tree costs a fixed number of passes per
+level. With several devices every block is sharded over a one-axis mesh (``"rows"``) and the
+per-block reductions become all-reduces: the same code runs on one CPU, one GPU or many.
+
+The compiled functions depend only on the block shape, the capacity ``K`` (the largest
+number of clusters) and the dtype, not on the number of rows, so data sets of different sizes
+reuse them. Rows are never reordered and reductions run in a fixed order: the same data on the
+same devices give bitwise-identical statistics, and other row orders or device counts change
+them only by rounding, far below anything a decision depends on. Scatter-adds by cluster
+(``segment_sum``) are deterministic on CPU; on GPU set ``XLA_FLAGS=--xla_gpu_deterministic_ops=true``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+__all__ = ["MixtureParameters", "RowEngine"]
+
+_BLOCK_BYTES = 1 << 26  # budget for the largest per-block intermediate (64 MiB)
+
+
+class MixtureParameters(NamedTuple):
+    """Gaussian mixture parameters in host arrays (float64).
+
+    Attributes
+    ----------
+    means : numpy.ndarray
+        Component means, shape ``(..., d)``.
+    covariances : numpy.ndarray
+        Component covariances, shape ``(..., d, d)``.
+    weights : numpy.ndarray
+        Mixing weights, shape ``(...)``.
+    """
+
+    means: np.ndarray
+    covariances: np.ndarray
+    weights: np.ndarray
+
+
+def _segment_sum(values, segments, count):
+    return jax.ops.segment_sum(values, segments, num_segments=count)
+
+
+@jax.jit
+def _assign_block(x, mask, centers, active, old_labels):
+    k = centers.shape[0]
+    distance = jnp.sum(x * x, axis=1)[:, None] - 2.0 * x @ centers.T + jnp.sum(centers * centers, 1)
+    labels = jnp.argmin(jnp.where(active[None, :], distance, jnp.inf), axis=1).astype(jnp.int32)
+    delta = (x - centers[labels]) * mask[:, None]
+    counts = _segment_sum(mask.astype(jnp.int32), labels, k)
+    sums = _segment_sum(delta, labels, k)
+    inertia = jnp.sum(delta * delta)
+    changed = jnp.sum(mask & (labels != old_labels))
+    return labels, (counts, sums, inertia, changed)
+
+
+@jax.jit
+def _scatter_block(x, mask, labels, centers):
+    delta = (x - centers[labels]) * mask[:, None]
+    return (_segment_sum(delta[:, :, None] * delta[:, None, :], labels, centers.shape[0]),)
+
+
+@jax.jit
+def _two_means_block(x, mask, labels, children, old_side):
+    k = children.shape[0]
+    own = children[labels]  # (B, 2, d)
+    distance = jnp.sum((x[:, None, :] - own) ** 2, axis=-1)
+    side = (distance[:, 1] < distance[:, 0]).astype(jnp.int32)
+    segment = 2 * labels + side
+    delta = (x - jnp.take_along_axis(own, side[:, None, None], axis=1)[:, 0]) * mask[:, None]
+    counts = _segment_sum(mask.astype(jnp.int32), segment, 2 * k).reshape(k, 2)
+    sums = _segment_sum(delta, segment, 2 * k).reshape(k, 2, -1)
+    changed = jnp.sum(mask & (side != old_side))
+    return side, (counts, sums, changed)
+
+
+@jax.jit
+def _side_scatter_block(x, mask, labels, side, children):
+    k = children.shape[0]
+    segment = 2 * labels + side
+    delta = (x - children.reshape(2 * k, -1)[segment]) * mask[:, None]
+    scatter = _segment_sum(delta[:, :, None] * delta[:, None, :], segment, 2 * k)
+    return (scatter.reshape(k, 2, *scatter.shape[1:]),)
+
+
+def _log_components(x, means, whiten, log_norm):
+    # log w_j N(x | m_j, Σ_j) with Σ_j⁻¹ = Wᵀ W (W lower-triangular): log_norm − ½‖W(x − m)‖².
+    delta = x[..., None, :] - means
+    z = jnp.einsum("...jde,...je->...jd", whiten, delta)
+    return log_norm - 0.5 * jnp.sum(z * z, axis=-1), delta
+
+
+@jax.jit
+def _em_block(x, mask, labels, side, means, whiten, log_norm):
+    k = means.shape[0]
+    weight = mask.astype(x.dtype)
+    log_p, delta = _log_components(x, means[labels], whiten[labels], log_norm[labels])
+    log_total = jax.nn.logsumexp(log_p, axis=1)
+    resp = jnp.exp(log_p - log_total[:, None]) * weight[:, None]
+    agree = (jnp.argmax(log_p, axis=1) == side) & mask
+    stats = (
+        _segment_sum(resp, labels, k),
+        _segment_sum(resp[:, :, None] * delta, labels, k),
+        _segment_sum(resp[:, :, None, None] * delta[..., :, None] * delta[..., None, :], labels, k),
+        _segment_sum(log_total * weight, labels, k),
+        _segment_sum(jnp.min(resp, axis=1), labels, k),
+        _segment_sum(agree.astype(jnp.int32), 2 * labels + side, 2 * k).reshape(k, 2),
+    )
+    return None, stats
+
+
+@jax.jit
+def _project_block(x, labels, origins, directions):
+    return jnp.einsum("bmd,bd->bm", directions[labels], x - origins[labels]), ()
+
+
+@jax.jit
+def _mixture_block(x, mask, means, whiten, log_norm, active):
+    weight = mask.astype(x.dtype)
+    log_p, delta = _log_components(x, means, whiten, log_norm)
+    log_p = jnp.where(active, log_p, -jnp.inf)
+    log_total = jax.nn.logsumexp(log_p, axis=1)
+    resp = jnp.exp(log_p - log_total[:, None]) * weight[:, None]
+    stats = (
+        jnp.sum(resp, axis=0),
+        jnp.einsum("bk,bkd->kd", resp, delta),
+        jnp.einsum("bk,bkd,bke->kde", resp, delta, delta),
+        jnp.sum(log_total * weight),
+    )
+    return None, stats
+
+
+@jax.jit
+def _map_block(x, means, whiten, log_norm, active):
+    log_p, _ = _log_components(x, means, whiten, log_norm)
+    posterior = jax.nn.softmax(jnp.where(active, log_p, -jnp.inf), axis=1)
+    return (jnp.argmax(posterior, axis=1).astype(jnp.int32), jnp.max(posterior, axis=1)), ()
+
+
+@jax.jit
+def _add(total, stats):
+    return jax.tree.map(jnp.add, total, stats)
+
+
+def gaussian_factors(covariances: np.ndarray, weights: np.ndarray, dtype):
+    """Whitening factors ``W`` (``Σ⁻¹ = WᵀW``) and ``log w − ½ log det 2πΣ`` for the device."""
+    d = covariances.shape[-1]
+    chol = np.linalg.cholesky(covariances)
+    eye = np.broadcast_to(np.eye(d), covariances.shape)
+    whiten = np.linalg.solve(chol, eye)  # chol⁻¹: lower-triangular
+    log_det = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    with np.errstate(divide="ignore"):
+        log_norm = np.log(weights) - 0.5 * (log_det + d * math.log(2 * math.pi))
+    return jnp.asarray(whiten, dtype), jnp.asarray(log_norm, dtype)
+
+
+class RowEngine:
+    """The data as device row blocks, and the passes PPP runs over them.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The rows, shape ``(n, d)``, already validated and standardised.
+    capacity : int
+        The largest number of clusters (the static ``K`` of every compiled pass).
+    devices : sequence of jax.Device, optional
+        Devices to shard each block's rows over (default: one device, the default one).
+    """
+
+    def __init__(self, data: np.ndarray, capacity: int, devices=None):
+        self.n, self.d = data.shape
+        self.capacity = capacity
+        self.dtype = jnp.asarray(0.0).dtype
+        devices = list(devices) if devices is not None else jax.devices()[:1]
+        per_row = 4 * max(capacity * (self.d + 2), 2 * self.d * self.d + 4 * self.d, 8)
+        # Powers of two, at least 4096 rows: small data sets share one compiled shape.
+        rows = 1 << max(12, int(math.log2(max(_BLOCK_BYTES // per_row, 1))))
+        rows = min(rows, 1 << max(12, math.ceil(math.log2(math.ceil(self.n / len(devices))))))
+        rows *= len(devices)
+        self.block_rows = rows
+        if len(devices) > 1:
+            mesh = Mesh(np.asarray(devices), ("rows",))
+            self._row_sharding = NamedSharding(mesh, PartitionSpec("rows"))
+            self._matrix_sharding = NamedSharding(mesh, PartitionSpec("rows", None))
+        else:
+            self._row_sharding = self._matrix_sharding = devices[0]
+        self.blocks, self.masks = [], []
+        for start in range(0, self.n, rows):
+            chunk = np.zeros((rows, self.d), dtype=self.dtype)
+            stop = min(start + rows, self.n)
+            chunk[: stop - start] = data[start:stop]
+            mask = np.arange(rows) < stop - start
+            self.blocks.append(jax.device_put(chunk, self._matrix_sharding))
+            self.masks.append(jax.device_put(mask, self._row_sharding))
+        self.labels = [self._rows(np.zeros(rows, np.int32)) for _ in self.blocks]
+        self.side = [self._rows(np.zeros(rows, np.int32)) for _ in self.blocks]
+
+    def _rows(self, values: np.ndarray):
+        return jax.device_put(values, self._row_sharding)
+
+    def _device(self, values: np.ndarray):
+        return jnp.asarray(values, self.dtype)
+
+    def _reduce(self, function, per_block_args, *shared):
+        # One pass: the compiled block function on every block, statistics added in block order.
+        outputs, total = [], None
+        for args in per_block_args:
+            out, stats = function(*args, *shared)
+            outputs.append(out)
+            total = stats if total is None else _add(total, stats)
+        return outputs, jax.tree.map(lambda v: np.array(v, dtype=np.float64), total)
+
+    # k-means ----------------------------------------------------------------------------
+    def assign(self, centers: np.ndarray, active: np.ndarray):
+        """Assign every row to its nearest active centre; return the centroid statistics."""
+        args = zip(self.blocks, self.masks, strict=True)
+        labels, (counts, sums, inertia, _) = self._reduce(
+            lambda x, m, *s: _assign_block(x, m, *s, jnp.zeros(x.shape[0], jnp.int32)),
+            args,
+            self._device(centers),
+            jnp.asarray(active),
+        )
+        self.labels = labels
+        return counts, sums, inertia
+
+    def lloyd(self, centers: np.ndarray, active: np.ndarray, max_iter: int):
+        """Lloyd's algorithm from ``centers`` until no row changes cluster (or ``max_iter``)."""
+        centers = np.array(centers, dtype=np.float64)
+        device_active = jnp.asarray(active)
+        for iteration in range(1, max_iter + 1):
+            args = zip(self.blocks, self.masks, strict=True)
+            labels, (counts, sums, inertia, changed) = self._reduce(
+                lambda x, m, old, *s: _assign_block(x, m, *s, old),
+                ((x, m, old) for (x, m), old in zip(args, self.labels, strict=True)),
+                self._device(centers),
+                device_active,
+            )
+            self.labels = labels
+            filled = counts > 0
+            centers[filled] += sums[filled] / counts[filled, None]
+            if changed == 0 and iteration > 1:
+                break
+        return centers, counts, inertia, iteration
+
+    def scatter(self, centers: np.ndarray) -> np.ndarray:
+        """Per-cluster scatter ``Σ (x − c)(x − c)ᵀ`` around ``centers``, shape ``(K, d, d)``."""
+        args = zip(self.blocks, self.masks, self.labels, strict=True)
+        _, (scatter,) = self._reduce(
+            lambda x, m, lab, c: (None, _scatter_block(x, m, lab, c)), args, self._device(centers)
+        )
+        return scatter
+
+    def two_means(self, children: np.ndarray, max_iter: int):
+        """2-means inside every cluster from ``children`` (shape ``(K, 2, d)``).
+
+        Returns the children's means, counts ``(K, 2)``, scatter matrices ``(K, 2, d, d)``
+        around the means, and the number of iterations.
+        """
+        children = np.array(children, dtype=np.float64)
+        self.side = [self._rows(np.full(self.block_rows, -1, np.int32)) for _ in self.blocks]
+        for iteration in range(1, max_iter + 1):  # noqa: B007 (returned below)
+            args = zip(self.blocks, self.masks, self.labels, self.side, strict=True)
+            side, (counts, sums, changed) = self._reduce(
+                lambda x, m, lab, old, ch: _two_means_block(x, m, lab, ch, old),
+                args,
+                self._device(children),
+            )
+            self.side = side
+            filled = counts > 0
+            children += np.where(filled[..., None], sums / np.maximum(counts, 1)[..., None], 0.0)
+            if changed == 0:
+                break
+        # The sides' scatter matrices around their means: O(d²) per row, so one pass at the end.
+        args = zip(self.blocks, self.masks, self.labels, self.side, strict=True)
+        _, (scatter,) = self._reduce(
+            lambda x, m, lab, sd, ch: (None, _side_scatter_block(x, m, lab, sd, ch)),
+            args,
+            self._device(children),
+        )
+        return children, counts, scatter, iteration
+
+    def em_two(self, params: MixtureParameters, active: np.ndarray, max_iter: int, tol: float):
+        """EM for a two-component full-covariance mixture inside every ``active`` cluster.
+
+        Inactive clusters keep their (valid, unused) parameters; a component that keeps fewer
+        than ``d + 1`` rows' worth of responsibility is frozen rather than refitted.
+
+        EM stops when no cluster's log-likelihood per row changes by more than ``tol``.
+        Returns the fitted parameters, the log-likelihood per cluster ``(K,)``, the agreement
+        counts ``(K, 2)`` under the starting mixture (rows of 2-means side j whose MAP component
+        is j when each side is modelled by its own Gaussian, as in the PPP author's code), the
+        summed smaller responsibility per cluster under that starting mixture (its overlap)
+        and the number of iterations.
+        """
+        means, covs, weights = (np.array(p, dtype=np.float64) for p in params)
+        previous = None
+        for iteration in range(1, max_iter + 1):
+            whiten, log_norm = gaussian_factors(covs, weights, self.dtype)
+            args = zip(self.blocks, self.masks, self.labels, self.side, strict=True)
+            _, (mass, first, second, loglik, overlap_now, agree_now) = self._reduce(
+                lambda x, m, lab, s, *p: _em_block(x, m, lab, s, *p),
+                args,
+                self._device(means),
+                whiten,
+                log_norm,
+            )
+            if iteration == 1:
+                agree, overlap = agree_now, overlap_now
+            if previous is not None and np.all(
+                np.abs(loglik - previous) <= tol * (mass.sum(1) + 1)
+            ):
+                break
+            previous = loglik
+            previous_means, previous_covs = means, covs
+            safe = np.maximum(mass, 1e-300)
+            shift = first / safe[..., None]
+            means = means + shift
+            covs = second / safe[..., None, None] - shift[..., :, None] * shift[..., None, :]
+            new_weights = mass / np.maximum(mass.sum(axis=1, keepdims=True), 1e-300)
+            refit = active[:, None] & (mass >= self.d + 1)
+            means = np.where(refit[..., None], means, previous_means)
+            covs = np.where(refit[..., None, None], _regularise(covs), previous_covs)
+            weights = np.where(active[:, None], new_weights, weights)
+        return MixtureParameters(means, covs, weights), loglik, agree, overlap, iteration
+
+    def project(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        """Rows projected on their own cluster's directions: ``(n, m)`` host array."""
+        args = zip(self.blocks, self.labels, strict=True)
+        blocks, _ = self._reduce(
+            _project_block, args, self._device(origins), self._device(directions)
+        )
+        return np.concatenate([np.asarray(b) for b in blocks])[: self.n]
+
+    def host_labels(self) -> np.ndarray:
+        """The current k-means labels as a host array, shape ``(n,)``."""
+        return np.concatenate([np.asarray(b) for b in self.labels])[: self.n]
+
+    # the final K-component mixture ------------------------------------------------------
+    def em_mixture(self, params: MixtureParameters, active: np.ndarray, max_iter: int, tol: float):
+        """EM for a K-component full-covariance mixture over all rows (``tol`` per row)."""
+        means, covs, weights = (np.array(p, dtype=np.float64) for p in params)
+        device_active = jnp.asarray(active)
+        previous, loglik = None, -np.inf
+        for iteration in range(1, max_iter + 1):  # noqa: B007 (returned below)
+            whiten, log_norm = gaussian_factors(covs, np.where(active, weights, 1.0), self.dtype)
+            args = zip(self.blocks, self.masks, strict=True)
+            _, (mass, first, second, loglik) = self._reduce(
+                _mixture_block, args, self._device(means), whiten, log_norm, device_active
+            )
+            if previous is not None and abs(loglik - previous) <= tol * self.n:
+                break
+            previous = loglik
+            safe = np.maximum(mass, 1e-300)
+            shift = first / safe[:, None]
+            refit = active & (mass >= self.d + 1)
+            means = np.where(refit[:, None], means + shift, means)
+            fitted = second / safe[:, None, None] - shift[:, :, None] * shift[:, None, :]
+            covs = np.where(refit[:, None, None], _regularise(fitted), covs)
+            weights = np.where(active, mass / self.n, 0.0)
+        return MixtureParameters(means, covs, weights), float(loglik), iteration
+
+    def map_assignments(self, params: MixtureParameters, active: np.ndarray):
+        """Each row's most probable mixture component and its posterior probability."""
+        whiten, log_norm = gaussian_factors(
+            params.covariances, np.where(active, params.weights, 1.0), self.dtype
+        )
+        blocks, _ = self._reduce(
+            lambda x, *p: _map_block(x, *p),
+            ((x,) for x in self.blocks),
+            self._device(params.means),
+            whiten,
+            log_norm,
+            jnp.asarray(active),
+        )
+        component = np.concatenate([np.asarray(b[0]) for b in blocks])[: self.n]
+        probability = np.concatenate([np.asarray(b[1], dtype=np.float64) for b in blocks])
+        return component, probability[: self.n]
+
+
+def _regularise(covariances: np.ndarray) -> np.ndarray:
+    # A ridge of 1e-6 of the mean variance keeps every covariance positive definite; relative to
+    # the component's own scale, so the fit stays invariant to the data's units.
+    d = covariances.shape[-1]
+    covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
+    scale = np.trace(covariances, axis1=-2, axis2=-1)[..., None, None] / d
+    floor = 1e-6 * np.maximum(scale, 1e-30)
+    return covariances + floor * np.eye(d)

@@ -1,0 +1,744 @@
+"""Probabilistic Partitive Partitioning: divisive k-means validated by Gaussian mixtures.
+
+PPP (Sultan, arXiv:2003.04372) splits the data recursively with 2-means and keeps a split only
+when a Gaussian mixture validates it, so that the number of clusters is found rather than
+given. This implementation makes the method repeatable and scale-free by construction:
+
+* **Seedless splits.** A cluster is cut by the hyperplane through its mean orthogonal to its
+  first principal axis (children at ``μ ± √(2λ/π) v``, the half-means of a Gaussian, as in
+  G-means), then refined by 2-means. No random numbers are drawn anywhere.
+* **Validation.** A two-component full-covariance Gaussian mixture is fitted in the cluster by
+  EM from the 2-means split. Three rules are offered:
+
+  - ``"dip"`` (default): the cluster is projected on four directions (the 2-means axis, the
+    discriminant ``Σ⁻¹(m₁ − m₀)`` of the two sides' Gaussians, and the two principal axes) and Hartigan's dip test
+    rejects unimodality on at least one of them at level ``alpha`` (Bonferroni over the
+    directions), with an effect-size floor ``min_dip``. The dip is calibrated against the
+    uniform law, the least favourable unimodal one, so a single cluster of any unimodal shape is
+    split with probability at most ``alpha`` whatever its size: non-Gaussian clusters do not
+    shatter as n grows (they do under G-means' normality test and under BIC).
+  - ``"agreement"``: the paper's rule, from the author's code: each 2-means side is modelled by
+    its own Gaussian, and ``s₀, s₁`` are the fractions of each side whose posterior under the
+    two-component mixture of these Gaussians (weights ∝ sizes) picks their own side; split when
+    both are ≥ 0.95, or when ``s₀s₁/(s₀ + s₁) ≥ 0.4`` (a harmonic mean ≥ 0.8).
+  - ``"bic"``: ``ΔBIC = 2(ℓ₂ − ℓ₁) − q log n > 0`` between two fitted components and one,
+    with an effect-size floor: the overlap of the two sides' Gaussians (mean smaller
+    posterior) at most ``max_overlap``.
+
+* **Refinement.** After each level of the tree every row is reassigned to its nearest centre
+  (Lloyd's algorithm over all clusters), so a cut made high in the tree through a true cluster
+  is repaired below; a cluster that failed its test is retested only when refinement has
+  changed its size by more than ``reopen_tol``, so each cluster is tested about once.
+* **Merging.** Finally, mutually nearest clusters whose union is not significantly multimodal
+  along the line joining their centres (dip p-value ≥ ``alpha``) are merged, repairing the
+  over-splits that a tree can make when a cut passes near a cluster.
+* **The mixture.** A K-component full-covariance mixture, initialised from the final
+  partition, gives :meth:`PPP.predict_proba`; rows whose k-means cluster is also their
+  mixture's MAP component with posterior ≥ ``core_threshold`` form the separable core.
+
+The data are centred and divided by one global scale (optionally each column by its own), so
+labels are invariant to translation, rotation and units. All statistics are sums over row
+blocks (:mod:`probkit.cluster._engine`), one pass per Lloyd, 2-means or EM iteration for all
+clusters of a level together, sharded over ``devices``.
+
+Multiplicity: each test has false-split rate ``alpha`` on a cluster that is one unimodal
+group, and each final cluster is tested about once, so the expected number of false splits is
+at most about ``alpha · K``; for a family-wise rate ε over up to K clusters, use
+``alpha = ε / K``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+
+from probkit._errors import ProbkitError
+from probkit._validate import check_choice, check_positive_int
+from probkit.cluster._dip import dip_pvalue, dip_statistic
+from probkit.cluster._engine import MixtureParameters, RowEngine
+
+__all__ = ["PPP", "SplitDecision"]
+
+Validation = Literal["dip", "agreement", "bic"]
+_SPLIT_EM_ITERATIONS = 20
+"""EM iterations of each cluster's two-component mixture under the ``"bic"`` rule (ΔBIC settles
+long before the likelihood has converged; each iteration is a pass over the data with O(d²) work
+per row). The other rules use the starting mixture, the two sides' Gaussians, whose one E-step
+gives the agreement, the overlap and a lower bound of the two-component likelihood."""
+_DIRECTION_NAMES = ("2-means axis", "sides discriminant", "principal axis 1", "principal axis 2")
+_N_DIRECTIONS = len(_DIRECTION_NAMES)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitDecision:
+    """One decision of the PPP tree, with the numbers it was based on.
+
+    Attributes
+    ----------
+    node : int
+        The node decided on (node 0 is the whole data set; merges create new nodes).
+    parent : int or None
+        The node it was split from (None for the root and for merged nodes).
+    level : int
+        The tree level (refinement round) at which the decision was made.
+    size : int
+        Rows in the node at the time of the decision.
+    action : str
+        ``"split"``, ``"leaf"`` (the test did not support a split), ``"too small"`` (a child
+        would have fewer than ``min_cluster_size`` rows), ``"capacity"`` (``max_clusters``
+        reached) or ``"merge"``.
+    p_value : float
+        The dip test's p-value (Bonferroni-adjusted over directions), NaN where not computed.
+    dip : float
+        Hartigan's dip on the direction with the smallest p-value (the effect size).
+    direction : str
+        That direction's name (for merges, the line joining the two centres).
+    agreement : tuple of float
+        Fraction of each 2-means side whose mixture MAP component agrees (the paper's score).
+    delta_bic : float
+        ``2(ℓ₂ − ℓ₁) − q log n``: BIC support for two components over one (ℓ₂ from EM under the
+        ``"bic"`` rule, else from the two sides' Gaussians, a lower bound).
+    overlap : float
+        Mean smaller posterior under the two sides' Gaussians (0: fully separated).
+    children : tuple of int
+        The nodes created (two for a split, one for a merge).
+    merged : tuple of int
+        For a merge, the two nodes merged.
+    """
+
+    node: int
+    parent: int | None
+    level: int
+    size: int
+    action: str
+    p_value: float = math.nan
+    dip: float = math.nan
+    direction: str = ""
+    agreement: tuple[float, float] = (math.nan, math.nan)
+    delta_bic: float = math.nan
+    overlap: float = math.nan
+    children: tuple[int, ...] = ()
+    merged: tuple[int, ...] = ()
+
+
+class PPP:
+    """Probabilistic Partitive Partitioning: clustering with the number of clusters found.
+
+    Parameters
+    ----------
+    validate : {"dip", "agreement", "bic"}
+        The split rule (see the module documentation). ``"dip"`` is the default: it is the one
+        that finds every cluster of the Fränti benchmark sets (``benchmarks/cluster_sipu.py``).
+    alpha : float
+        Level of each split test (and of the merge test), in (0, 1).
+    min_dip : float
+        Effect-size floor for ``"dip"``: a split also needs a dip at least this large, so that
+        huge clusters are not split for departures from unimodality too small to matter.
+    agreement : (float, float)
+        The paper's thresholds for ``"agreement"``: both sides at least the first, or the
+        harmonic mean of the two at least the second.
+    max_overlap : float
+        Effect-size floor for ``"bic"``: the largest mean smaller responsibility of a split.
+    min_cluster_size : int, optional
+        The smallest child a split may create (default ``max(20, 2(d + 1))``).
+    max_clusters : int
+        Capacity: the largest number of clusters (the static size of the compiled passes).
+    merge : bool
+        Run the final merge pass.
+    standardize : bool
+        Divide each column by its own standard deviation (labels then no longer depend on the
+        columns' units, but no longer invariant to rotations); by default the data are divided
+        by one global scale, which keeps rotation invariance.
+    core_threshold : float
+        Smallest mixture posterior of a row in the separable core.
+    reopen_tol : float
+        Relative change of a cluster's size after which a cluster that failed its test is
+        tested again.
+    max_iter : int
+        Largest number of iterations of each Lloyd, 2-means or EM run.
+    tol : float
+        EM stops when the log-likelihood per row changes by less than ``tol`` (nats).
+    devices : sequence of jax.Device, optional
+        Devices to shard the rows over (default: JAX's default device).
+
+    Attributes
+    ----------
+    labels_ : numpy.ndarray
+        Cluster of every training row, shape ``(n,)``, numbered in the order clusters were
+        created in the tree.
+    n_clusters_ : int
+        The number of clusters found.
+    cluster_centers_ : numpy.ndarray
+        Cluster means in the data's units, shape ``(n_clusters_, n_features_in_)``.
+    weights_, means_, covariances_ : numpy.ndarray
+        The validated Gaussian mixture (one component per cluster), in the data's units.
+    core_mask_ : numpy.ndarray
+        Boolean per training row: in the separable core (k-means and the mixture agree).
+    tree_ : tuple of SplitDecision
+        Every decision in the order it was made.
+    n_features_in_ : int
+        Number of columns of the training data.
+    dropped_columns_ : numpy.ndarray
+        Indices of constant columns that were dropped (with a warning).
+    n_levels_ : int
+        Levels of the tree (rounds of splitting).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit.cluster import PPP
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(c, 1.0, (300, 2)) for c in ([0, 0], [8, 0], [0, 8])])
+    >>> model = PPP().fit(X)
+    >>> model.n_clusters_
+    3
+    """
+
+    def __init__(
+        self,
+        validate: Validation = "dip",
+        *,
+        alpha: float = 0.02,
+        min_dip: float = 0.01,
+        agreement: tuple[float, float] = (0.95, 0.80),
+        max_overlap: float = 0.05,
+        min_cluster_size: int | None = None,
+        max_clusters: int = 128,
+        merge: bool = True,
+        standardize: bool = False,
+        core_threshold: float = 0.8,
+        reopen_tol: float = 0.05,
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        devices=None,
+    ):
+        self.validate = validate
+        self.alpha = alpha
+        self.min_dip = min_dip
+        self.agreement = agreement
+        self.max_overlap = max_overlap
+        self.min_cluster_size = min_cluster_size
+        self.max_clusters = max_clusters
+        self.merge = merge
+        self.standardize = standardize
+        self.core_threshold = core_threshold
+        self.reopen_tol = reopen_tol
+        self.max_iter = max_iter
+        self.tol = tol
+        self.devices = devices
+
+    # scikit-learn's parameter protocol (enough for sklearn.base.clone and grid searches)
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
+
+    def set_params(self, **params: Any) -> PPP:
+        """Set constructor parameters, as scikit-learn's ``set_params``; returns ``self``."""
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ProbkitError(
+                    f"PPP has no parameter {name!r}; its parameters are {', '.join(valid)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    # ------------------------------------------------------------------------------------
+    def fit(self, X, y=None) -> PPP:
+        """Build the tree on ``X`` (shape ``(n, d)``) and fit the validated mixture.
+
+        ``y`` is ignored (present for scikit-learn's API). Returns ``self``.
+        """
+        self._check_parameters()
+        data = self._prepare(X)
+        d = data.shape[1]
+        min_size = self.min_cluster_size or max(20, 2 * (d + 1))
+        capacity = check_positive_int("max_clusters", self.max_clusters)
+        engine = RowEngine(data, capacity, self.devices)
+        state = _TreeState(capacity, d)
+        counts = engine.assign(state.centers, state.active)[0]
+        level = 0
+        while True:
+            level += 1
+            open_slots = state.open_slots(counts, 2 * min_size, self.reopen_tol)
+            if not open_slots.any():
+                break
+            accepted = self._split_level(engine, state, counts, open_slots, level, min_size)
+            if not accepted:
+                break
+            state.centers, counts, _, _ = engine.lloyd(state.centers, state.active, self.max_iter)
+        self.n_levels_ = level - 1
+        if self.merge:
+            counts = self._merge(engine, state, counts, level)
+        self._finish(engine, state, counts)
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit and return :attr:`labels_`."""
+        return self.fit(X).labels_
+
+    def predict(self, X) -> np.ndarray:
+        """The nearest cluster centre of each row of ``X``: the k-means partition."""
+        data = self._transform(X)
+        centers = self._centers_standard
+        distance = (
+            np.sum(data**2, axis=1)[:, None] - 2 * data @ centers.T + np.sum(centers**2, axis=1)
+        )
+        return np.argmin(distance, axis=1)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Posterior probabilities of the validated mixture's components, shape ``(n, K)``."""
+        data = self._transform(X)
+        log_p = _mixture_log_components(data, self._mixture_standard)
+        log_p -= log_p.max(axis=1, keepdims=True)
+        probability = np.exp(log_p)
+        return probability / probability.sum(axis=1, keepdims=True)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log density of the validated mixture at each row (in the data's units)."""
+        data = self._transform(X)
+        log_p = _mixture_log_components(data, self._mixture_standard)
+        top = log_p.max(axis=1, keepdims=True)
+        log_density = (top + np.log(np.exp(log_p - top).sum(axis=1, keepdims=True)))[:, 0]
+        return log_density - np.sum(np.log(self._scale))
+
+    def summary(self) -> str:
+        """A table of the tree's decisions, one line each."""
+        self._check_fitted()
+        lines = [
+            f"PPP: {self.n_clusters_} clusters from {self._n_rows} rows × {self.n_features_in_} "
+            f"columns, {self.n_levels_} levels, rule {self.validate!r}",
+            f"{'node':>5} {'level':>5} {'size':>9}  {'action':<10} {'p-value':>9} {'dip':>7} "
+            f"{'agree':>11} {'ΔBIC':>10} {'overlap':>8}  direction",
+        ]
+        for r in self.tree_:
+            agree = (
+                "" if math.isnan(r.agreement[0]) else f"{r.agreement[0]:.2f}/{r.agreement[1]:.2f}"
+            )
+            lines.append(
+                f"{r.node:>5} {r.level:>5} {r.size:>9}  {r.action:<10} {r.p_value:>9.2e} "
+                f"{r.dip:>7.4f} {agree:>11} {r.delta_bic:>10.1f} {r.overlap:>8.4f}  {r.direction}"
+            )
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------------------------
+    def _check_parameters(self) -> None:
+        check_choice("validate", self.validate, ("dip", "agreement", "bic"))
+        for name in ("alpha", "core_threshold"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < 1):
+                raise ProbkitError(f"`{name}` must be a number in (0, 1); got {value!r}.")
+        for name in ("min_dip", "max_overlap", "reopen_tol"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+                raise ProbkitError(f"`{name}` must be a finite number >= 0; got {value!r}.")
+        if len(tuple(self.agreement)) != 2 or not all(0 < a <= 1 for a in self.agreement):
+            raise ProbkitError(
+                f"`agreement` must be two fractions in (0, 1] (both sides, harmonic mean); "
+                f"got {self.agreement!r}."
+            )
+        if self.min_cluster_size is not None:
+            check_positive_int("min_cluster_size", self.min_cluster_size)
+        check_positive_int("max_iter", self.max_iter)
+        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
+            raise ProbkitError(f"`tol` must be a positive number; got {self.tol!r}.")
+
+    def _prepare(self, X) -> np.ndarray:
+        data = _as_matrix(X, "X")
+        n, d = data.shape
+        spread = data.max(axis=0) - data.min(axis=0)
+        constant = spread <= 1e-12 * np.maximum(np.abs(data).max(axis=0), 1e-300)
+        if constant.all():
+            raise ProbkitError(
+                "`X` has no column that varies: every column is constant, so there is nothing "
+                "to cluster."
+            )
+        self.dropped_columns_ = np.flatnonzero(constant)
+        if constant.any():
+            warnings.warn(
+                f"PPP: dropped constant column(s) {self.dropped_columns_.tolist()} of `X`.",
+                stacklevel=3,
+            )
+        kept = data[:, ~constant]
+        if n < kept.shape[1] + 2:
+            raise ProbkitError(
+                f"`X` has {n} rows for {kept.shape[1]} varying columns; PPP needs at least "
+                f"d + 2 = {kept.shape[1] + 2} rows (a covariance per cluster)."
+            )
+        self.n_features_in_ = d
+        self._n_rows = n
+        self._constants = data[0, constant]
+        self._mean = kept.mean(axis=0)
+        centred = kept - self._mean
+        if self.standardize:
+            self._scale = centred.std(axis=0)
+        else:
+            self._scale = np.full(kept.shape[1], np.sqrt(np.mean(centred**2)))
+        return centred / self._scale
+
+    def _transform(self, X) -> np.ndarray:
+        self._check_fitted()
+        data = _as_matrix(X, "X", min_rows=1)
+        if data.shape[1] != self.n_features_in_:
+            raise ProbkitError(
+                f"`X` has {data.shape[1]} columns; the model was fitted on {self.n_features_in_}."
+            )
+        kept = np.delete(data, self.dropped_columns_, axis=1)
+        return (kept - self._mean) / self._scale
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "labels_"):
+            raise ProbkitError("this PPP instance is not fitted yet; call `fit(X)` first.")
+
+    # one level of the tree --------------------------------------------------------------
+    def _split_level(self, engine, state, counts, open_slots, level, min_size) -> bool:
+        d = engine.d
+        safe_counts = np.maximum(counts, 1)
+        covariance = engine.scatter(state.centers) / safe_counts[:, None, None]
+        values, vectors = np.linalg.eigh(covariance)
+        axes = _orient(vectors[..., ::-1])  # (K, d, d): columns by decreasing variance
+        first = axes[:, :, 0]
+        step = np.sqrt(2 * np.maximum(values[:, -1], 0) / np.pi)[:, None]
+        children = np.stack([state.centers - step * first, state.centers + step * first], 1)
+        children, child_counts, child_scatter, _ = engine.two_means(children, self.max_iter)
+
+        too_small = open_slots & (child_counts.min(axis=1) < min_size)
+        testable = open_slots & ~too_small
+        init = _mixture_init(children, child_counts, child_scatter, testable, d)
+        em_iterations = _SPLIT_EM_ITERATIONS if self.validate == "bic" else 1
+        _, loglik2, agree, overlap, _ = engine.em_two(init, testable, em_iterations, self.tol)
+
+        directions = np.zeros((state.capacity, _N_DIRECTIONS, d))
+        directions[:, 0] = children[:, 1] - children[:, 0]
+        pooled = np.einsum("kj,kjab->kab", init.weights, init.covariances)
+        pooled[~testable] = np.eye(d)
+        gap = (init.means[:, 1] - init.means[:, 0])[..., None]
+        directions[:, 1] = np.linalg.solve(pooled, gap)[..., 0]
+        directions[:, 2] = first
+        if d > 1:
+            directions[:, 3] = axes[:, :, 1]
+        norms = np.linalg.norm(directions, axis=-1, keepdims=True)
+        directions = np.where(norms > 0, directions / np.where(norms > 0, norms, 1), 0.0)
+        n_directions = 1 if d == 1 else _N_DIRECTIONS
+        projections = engine.project(state.centers, directions)
+        labels = engine.host_labels()
+        tested = np.flatnonzero(testable)
+        dips = _dip_tests(projections[:, :n_directions], labels, tested, state.capacity)
+
+        accepted = False
+        for slot in np.flatnonzero(open_slots):
+            size = int(counts[slot])
+            node = int(state.node[slot])
+            if too_small[slot]:
+                state.close(slot, size)
+                state.record(SplitDecision(node, state.parent.get(node), level, size, "too small"))
+                continue
+            pvalues, dip_values = dips[slot]
+            best = int(np.argmin(pvalues))
+            p_value = min(1.0, n_directions * float(pvalues[best]))
+            side = np.maximum(child_counts[slot], 1)
+            score = tuple(float(a) for a in agree[slot] / side)
+            log_one = _gaussian_loglik(covariance[slot], size)
+            q = 1 + d + d * (d + 1) / 2
+            delta_bic = 2 * (float(loglik2[slot]) - log_one) - q * math.log(size)
+            mean_overlap = float(overlap[slot]) / size
+            split = self._accept(p_value, float(dip_values[best]), score, delta_bic, mean_overlap)
+            action = "split" if split else "leaf"
+            if split and not state.has_room():
+                action = "capacity"
+                warnings.warn(
+                    f"PPP reached max_clusters={state.capacity}; raise it to let the tree "
+                    "grow further.",
+                    stacklevel=3,
+                )
+            kids = state.split(slot, children[slot]) if action == "split" else ()
+            if action != "split":
+                state.close(slot, size)
+            accepted |= action == "split"
+            state.record(
+                SplitDecision(
+                    node,
+                    state.parent.get(node),
+                    level,
+                    size,
+                    action,
+                    p_value,
+                    float(dip_values[best]),
+                    _DIRECTION_NAMES[best],
+                    score,
+                    delta_bic,
+                    mean_overlap,
+                    kids,
+                )
+            )
+        return accepted
+
+    def _accept(self, p_value, dip, score, delta_bic, overlap) -> bool:
+        if self.validate == "dip":
+            return p_value < self.alpha and dip >= self.min_dip
+        if self.validate == "agreement":
+            both, harmonic = self.agreement
+            if min(score) >= both:
+                return True
+            total = score[0] + score[1]
+            return total > 0 and score[0] * score[1] / total >= harmonic / 2
+        return delta_bic > 0 and overlap <= self.max_overlap
+
+    # merging ----------------------------------------------------------------------------
+    def _merge(self, engine, state, counts, level) -> np.ndarray:
+        while True:
+            pairs = _mutual_nearest_pairs(state.centers, state.active)
+            if not pairs:
+                return counts
+            origins = state.centers.copy()
+            directions = np.zeros((state.capacity, _N_DIRECTIONS, engine.d))
+            for i, j in pairs:
+                line = state.centers[j] - state.centers[i]
+                line /= np.linalg.norm(line)
+                origins[i] = origins[j] = 0.5 * (state.centers[i] + state.centers[j])
+                directions[i, 0] = directions[j, 0] = line
+            projections = engine.project(origins, directions)[:, 0]
+            labels = engine.host_labels()
+            merged = False
+            for i, j in pairs:
+                union = projections[(labels == i) | (labels == j)]
+                dip = _thinned_dip(np.sort(union))
+                p_value = dip_pvalue(dip, union.size)
+                if p_value < self.alpha:
+                    continue
+                merged = True
+                nodes = (int(state.node[i]), int(state.node[j]))
+                new = state.merge(i, j, counts)
+                state.record(
+                    SplitDecision(
+                        new,
+                        None,
+                        level,
+                        int(counts[i] + counts[j]),
+                        "merge",
+                        p_value,
+                        dip,
+                        "line between centres",
+                        children=(new,),
+                        merged=nodes,
+                    )
+                )
+            if not merged:
+                return counts
+            state.centers, counts, _, _ = engine.lloyd(state.centers, state.active, self.max_iter)
+
+    # the validated mixture and the fitted attributes -------------------------------------
+    def _finish(self, engine, state, counts) -> None:
+        slots = np.flatnonzero(state.active)
+        slots = slots[np.argsort(state.node[slots], kind="stable")]  # creation order
+        k = slots.size
+        covariance = engine.scatter(state.centers) / np.maximum(counts, 1)[:, None, None]
+        eye = np.eye(engine.d)
+        init = MixtureParameters(
+            state.centers,
+            np.where(state.active[:, None, None], _regularise_host(covariance), eye),
+            counts / engine.n,
+        )
+        mixture, _, _ = engine.em_mixture(init, state.active, self.max_iter, self.tol)
+        component, probability = engine.map_assignments(mixture, state.active)
+        kmeans = engine.host_labels()
+
+        order = np.full(state.capacity, -1)
+        order[slots] = np.arange(k)
+        self.labels_ = order[kmeans]
+        self.n_clusters_ = int(k)
+        self.core_mask_ = (component == kmeans) & (probability >= self.core_threshold)
+        self._centers_standard = state.centers[slots]
+        self._mixture_standard = MixtureParameters(
+            mixture.means[slots], mixture.covariances[slots], mixture.weights[slots]
+        )
+        self.cluster_centers_ = self._to_data_units(state.centers[slots])
+        self.means_ = self._to_data_units(mixture.means[slots])
+        self.covariances_ = self._embed_covariances(mixture.covariances[slots])
+        self.weights_ = mixture.weights[slots] / mixture.weights[slots].sum()
+        self.tree_ = tuple(state.records)
+        self.node_of_cluster_ = state.node[slots].copy()
+
+    def _to_data_units(self, points: np.ndarray) -> np.ndarray:
+        out = np.empty((points.shape[0], self.n_features_in_))
+        kept = np.setdiff1d(np.arange(self.n_features_in_), self.dropped_columns_)
+        out[:, kept] = points * self._scale + self._mean
+        out[:, self.dropped_columns_] = self._constants
+        return out
+
+    def _embed_covariances(self, covariances: np.ndarray) -> np.ndarray:
+        out = np.zeros((covariances.shape[0], self.n_features_in_, self.n_features_in_))
+        kept = np.setdiff1d(np.arange(self.n_features_in_), self.dropped_columns_)
+        out[np.ix_(np.arange(covariances.shape[0]), kept, kept)] = (
+            covariances * self._scale[:, None] * self._scale[None, :]
+        )
+        return out
+
+
+class _TreeState:
+    """Host-side state of the tree: the centre slots, their nodes, and the decisions."""
+
+    def __init__(self, capacity: int, d: int):
+        self.capacity = capacity
+        self.centers = np.zeros((capacity, d))
+        self.active = np.zeros(capacity, dtype=bool)
+        self.active[0] = True
+        self.node = np.full(capacity, -1)
+        self.node[0] = 0
+        self.next_node = 1
+        self.parent: dict[int, int] = {}
+        self.closed_size: dict[int, int] = {}  # slot -> size when its test failed
+        self.records: list[SplitDecision] = []
+
+    def open_slots(self, counts, smallest, reopen_tol) -> np.ndarray:
+        open_ = self.active & (counts >= smallest)
+        for slot, size in list(self.closed_size.items()):
+            if abs(counts[slot] - size) <= reopen_tol * size:
+                open_[slot] = False
+            else:
+                del self.closed_size[slot]
+        return open_
+
+    def has_room(self) -> bool:
+        return not self.active.all()
+
+    def close(self, slot: int, size: int) -> None:
+        self.closed_size[slot] = size
+
+    def record(self, decision: SplitDecision) -> None:
+        self.records.append(decision)
+
+    def _new_node(self, parent: int | None) -> int:
+        node = self.next_node
+        self.next_node += 1
+        if parent is not None:
+            self.parent[node] = parent
+        return node
+
+    def split(self, slot: int, children: np.ndarray) -> tuple[int, int]:
+        parent = int(self.node[slot])
+        free = int(np.flatnonzero(~self.active)[0])
+        kids = (self._new_node(parent), self._new_node(parent))
+        self.centers[slot], self.centers[free] = children[0], children[1]
+        self.node[slot], self.node[free] = kids
+        self.active[free] = True
+        self.closed_size.pop(slot, None)
+        return kids
+
+    def merge(self, i: int, j: int, counts: np.ndarray) -> int:
+        total = counts[i] + counts[j]
+        self.centers[i] = (counts[i] * self.centers[i] + counts[j] * self.centers[j]) / total
+        self.active[j] = False
+        self.node[j] = -1
+        self.node[i] = new = self._new_node(None)
+        self.closed_size.pop(i, None)
+        self.closed_size.pop(j, None)
+        return new
+
+
+# helpers ----------------------------------------------------------------------------------
+_MAX_DIP_POINTS = 4096
+
+
+def _thinned_dip(values: np.ndarray) -> float:
+    # The dip of a large sample from 4096 of its quantiles: their ecdf is within 1/4096 of the
+    # sample's in sup-norm, and the dip is 1-Lipschitz in that norm; the p-value uses the true n.
+    if values.size > _MAX_DIP_POINTS:
+        index = ((np.arange(_MAX_DIP_POINTS) + 0.5) * values.size / _MAX_DIP_POINTS).astype(int)
+        values = values[index]
+    return dip_statistic(values, is_sorted=True)
+
+
+def _dip_tests(projections: np.ndarray, labels: np.ndarray, slots: np.ndarray, capacity: int):
+    # Sort each direction's projections by (cluster, value) once, then test every cluster.
+    m = projections.shape[1]
+    results = {int(slot): (np.ones(m), np.zeros(m)) for slot in slots}
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=capacity))])
+    for j in range(m if slots.size else 0):
+        ordered = projections[np.lexsort((projections[:, j], labels)), j]
+        for slot in results:
+            values = ordered[bounds[slot] : bounds[slot + 1]]
+            dip = _thinned_dip(values)
+            results[slot][0][j] = dip_pvalue(dip, values.size)
+            results[slot][1][j] = dip
+    return results
+
+
+def _orient(vectors: np.ndarray) -> np.ndarray:
+    # Eigenvectors have no sign; fix it (largest-magnitude entry positive) so that the tree does
+    # not depend on the eigensolver's choice.
+    index = np.argmax(np.abs(vectors), axis=-2)
+    sign = np.sign(np.take_along_axis(vectors, index[..., None, :], axis=-2))
+    return vectors * np.where(sign == 0, 1.0, sign)
+
+
+def _regularise_host(covariances: np.ndarray) -> np.ndarray:
+    d = covariances.shape[-1]
+    covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
+    scale = np.trace(covariances, axis1=-2, axis2=-1)[..., None, None] / d
+    return covariances + 1e-6 * np.maximum(scale, 1e-30) * np.eye(d)
+
+
+def _mixture_init(children, child_counts, child_scatter, testable, d) -> MixtureParameters:
+    counts = np.maximum(child_counts, 1)
+    covariances = _regularise_host(child_scatter / counts[..., None, None])
+    covariances = np.where(testable[:, None, None, None], covariances, np.eye(d))
+    weights = np.where(testable[:, None], counts / counts.sum(axis=1, keepdims=True), 0.5)
+    return MixtureParameters(children, covariances, weights)
+
+
+def _gaussian_loglik(covariance: np.ndarray, n: int) -> float:
+    d = covariance.shape[0]
+    _, log_det = np.linalg.slogdet(_regularise_host(covariance))
+    return -0.5 * n * (d * math.log(2 * math.pi) + log_det + d)
+
+
+def _mutual_nearest_pairs(centers: np.ndarray, active: np.ndarray) -> list[tuple[int, int]]:
+    slots = np.flatnonzero(active)
+    if slots.size < 2:
+        return []
+    points = centers[slots]
+    distance = np.sum((points[:, None] - points[None]) ** 2, axis=-1)
+    np.fill_diagonal(distance, np.inf)
+    nearest = np.argmin(distance, axis=1)
+    return [
+        (int(slots[a]), int(slots[b])) for a, b in enumerate(nearest) if a < b and nearest[b] == a
+    ]
+
+
+def _mixture_log_components(data: np.ndarray, mixture: MixtureParameters) -> np.ndarray:
+    d = data.shape[1]
+    chol = np.linalg.cholesky(mixture.covariances)
+    out = np.empty((data.shape[0], mixture.weights.size))
+    for k in range(mixture.weights.size):
+        z = np.linalg.solve(chol[k], (data - mixture.means[k]).T)
+        log_det = 2 * np.sum(np.log(np.diag(chol[k])))
+        out[:, k] = np.log(mixture.weights[k]) - 0.5 * (
+            np.sum(z * z, axis=0) + log_det + d * math.log(2 * math.pi)
+        )
+    return out
+
+
+def _as_matrix(X, name: str, min_rows: int = 2) -> np.ndarray:
+    try:
+        data = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ProbkitError(f"`{name}` must be a numeric array of shape (n, d); {error}") from None
+    if data.ndim != 2:
+        hint = " (for a single feature use X.reshape(-1, 1))" if data.ndim == 1 else ""
+        raise ProbkitError(f"`{name}` must be 2-D, shape (n, d); got shape {data.shape}{hint}.")
+    if data.shape[0] < min_rows or data.shape[1] < 1:
+        raise ProbkitError(f"`{name}` has shape {data.shape}; it needs rows and columns.")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ProbkitError(
+            f"`{name}` holds NaN or inf in {rows.size} row(s) (first: {rows[:5].tolist()}); "
+            "drop or impute them before clustering."
+        )
+    return data

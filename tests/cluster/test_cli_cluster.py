@@ -1,0 +1,75 @@
+"""``probkit cluster FILE.csv``: reading tables, writing labels, refusing to overwrite."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from probkit.cli import main
+
+
+def _write(path, X, header=True):
+    lines = ["a,b,name"] if header else []
+    lines += [
+        f"{x:.6f},{y:.6f},p{i}" if header else f"{x:.6f},{y:.6f}" for i, (x, y) in enumerate(X)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def points():
+    rng = np.random.default_rng(0)
+    return np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(10, 1, (150, 2))])
+
+
+def test_writes_labels_and_prints_the_tree(tmp_path, points, capsys):
+    path = tmp_path / "points.csv"
+    _write(path, points)
+    assert main(["cluster", str(path), "--columns", "a,b", "--json", str(tmp_path / "t.json")]) == 0
+    out = capsys.readouterr().out
+    assert "2 clusters" in out
+    assert "split" in out
+    rows = (tmp_path / "points.labels.csv").read_text().splitlines()
+    assert rows[0] == "label,core"
+    assert len(rows) == 351
+    labels = np.array([int(r.split(",")[0]) for r in rows[1:]])
+    assert len(set(labels[:200])) == 1
+    assert len(set(labels[200:])) == 1
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert summary["n_clusters"] == 2
+    assert summary["columns"] == ["a", "b"]
+    assert summary["tree"][0]["action"] == "split"
+
+
+def test_headerless_file_and_existing_output(tmp_path, points, capsys):
+    path = tmp_path / "raw.csv"
+    _write(path, points, header=False)
+    output = tmp_path / "out" / "labels.csv"
+    assert main(["cluster", str(path), "-o", str(output)]) == 0
+    assert output.is_file()
+    assert main(["cluster", str(path), "-o", str(output)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["cluster", str(path), "-o", str(output), "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "message"),
+    [
+        ("a,b\n1,2\n3,x\n", [], "line 3: a field is not a number"),
+        ("a,b\n1,2\n3\n", [], "line 3: 1 fields where 2 expected"),
+        ("a,b\n1,2\n3,4\n", ["--columns", "c"], "no column 'c'"),
+        ("", [], "is empty"),
+    ],
+)
+def test_bad_files_are_reported(tmp_path, text, args, message, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    assert main(["cluster", str(path), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["cluster", str(tmp_path / "none.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err

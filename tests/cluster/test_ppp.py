@@ -1,0 +1,236 @@
+"""PPP: recovery of known partitions, determinism and invariances, the fitted attributes, the
+split rules, and bad input. Data sets keep to at most 4096 rows and two or three columns, so
+that every test reuses the same few compiled passes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import adjusted_rand_score
+
+from probkit import ProbkitError
+from probkit.cluster import PPP, SplitDecision
+
+CENTRES = np.array([[0.0, 0.0], [9.0, 0.0], [0.0, 9.0], [9.0, 9.0], [4.5, 18.0]])
+SIZES = (400, 80, 250, 600, 150)  # unbalanced, up to 7.5:1
+
+
+def _blobs(seed=0, centres=CENTRES, sizes=SIZES, scale=1.0):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate(
+        [rng.normal(c, scale, (s, len(c))) for c, s in zip(centres, sizes, strict=True)]
+    )
+    return X, np.repeat(np.arange(len(sizes)), sizes)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    return _blobs()
+
+
+@pytest.fixture(scope="module")
+def fitted(blobs):
+    return PPP().fit(blobs[0])
+
+
+def test_recovers_unbalanced_blobs(fitted, blobs):
+    y = blobs[1]
+    assert fitted.n_clusters_ == 5
+    assert adjusted_rand_score(y, fitted.labels_) > 0.99
+    # Every true centre has exactly one fitted centre within a unit of it.
+    distance = np.linalg.norm(CENTRES[:, None] - fitted.cluster_centers_[None], axis=-1)
+    assert np.all(np.sort(distance.min(axis=1)) < 0.5)
+    assert sorted(np.bincount(fitted.labels_)) == pytest.approx(sorted(SIZES), abs=5)
+
+
+def test_fitted_attributes_are_consistent(fitted, blobs):
+    X = blobs[0]
+    k = fitted.n_clusters_
+    assert fitted.labels_.shape == (X.shape[0],)
+    assert set(fitted.labels_) == set(range(k))
+    assert np.array_equal(fitted.predict(X), fitted.labels_)
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (X.shape[0], k)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert fitted.weights_.sum() == pytest.approx(1.0)
+    assert fitted.means_.shape == (k, 2)
+    assert fitted.covariances_.shape == (k, 2, 2)
+    # The separable core: k-means and the mixture agree there, with posterior >= 0.8.
+    core = fitted.core_mask_
+    assert core.mean() > 0.95
+    assert np.all(np.argmax(proba[core], axis=1) == fitted.labels_[core])
+    assert np.all(proba[core].max(axis=1) >= 0.8 - 1e-6)
+    # The mixture's density integrates the data's units: log density of a unit-variance blob.
+    assert np.isfinite(fitted.score_samples(X)).all()
+
+
+def test_tree_is_auditable(fitted):
+    tree = fitted.tree_
+    assert all(isinstance(record, SplitDecision) for record in tree)
+    splits = [r for r in tree if r.action == "split"]
+    merges = [r for r in tree if r.action == "merge"]
+    assert fitted.n_clusters_ == 1 + len(splits) - len(merges)
+    assert tree[0].node == 0
+    assert tree[0].size == 1000 + 480
+    for record in splits:
+        assert record.p_value < 0.02
+        assert record.dip >= 0.01
+        assert len(record.children) == 2
+    leaves = [r for r in tree if r.action == "leaf"]
+    assert all(r.p_value >= 0.02 or r.dip < 0.01 for r in leaves)
+    summary = fitted.summary()
+    assert "5 clusters" in summary
+    assert summary.count("\n") == len(tree) + 1
+
+
+def test_labels_do_not_depend_on_row_order_or_refitting(fitted, blobs):
+    X, _ = blobs
+    permutation = np.random.default_rng(5).permutation(X.shape[0])
+    assert np.array_equal(PPP().fit(X[permutation]).labels_, fitted.labels_[permutation])
+    assert np.array_equal(PPP().fit(X).labels_, fitted.labels_)
+
+
+def test_labels_are_invariant_to_translation_rotation_and_scale(fitted, blobs):
+    X, _ = blobs
+    angle = 0.7
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    for moved in (X + np.array([1e3, -5e2]), X @ rotation.T, 1e-4 * X, 1e5 * X @ rotation.T):
+        model = PPP().fit(moved)
+        assert model.n_clusters_ == fitted.n_clusters_
+        assert adjusted_rand_score(fitted.labels_, model.labels_) == 1.0
+
+
+def test_standardize_makes_labels_invariant_to_column_units(fitted, blobs):
+    X, _ = blobs
+    a = PPP(standardize=True).fit(X)
+    b = PPP(standardize=True).fit(X * [1e3, 1e-2])
+    assert a.n_clusters_ == b.n_clusters_ == 5
+    assert adjusted_rand_score(a.labels_, b.labels_) == 1.0
+
+
+def test_a_single_gaussian_is_not_split():
+    X = np.random.default_rng(7).normal(size=(3000, 2)) * [1.0, 4.0]
+    model = PPP().fit(X)
+    assert model.n_clusters_ == 1
+    assert model.tree_[0].action == "leaf"
+    assert model.core_mask_.all()
+
+
+def test_one_column():
+    rng = np.random.default_rng(8)
+    X = np.concatenate([rng.normal(0, 1, 300), rng.normal(8, 1, 200)])[:, None]
+    model = PPP().fit(X)
+    assert model.n_clusters_ == 2
+    assert {r.direction for r in model.tree_ if r.action == "split"} <= {"2-means axis"}
+
+
+@pytest.mark.parametrize("rule", ["agreement", "bic"])
+def test_the_other_split_rules_find_separated_blobs(rule):
+    X, y = _blobs(1, CENTRES[:3] * 2, (300, 300, 300))
+    model = PPP(rule).fit(X)
+    assert model.n_clusters_ == 3
+    assert adjusted_rand_score(y, model.labels_) > 0.99
+
+
+def test_merging_is_optional_and_capacity_is_reported(blobs):
+    X, _ = blobs
+    with pytest.warns(UserWarning, match="max_clusters=3"):
+        capped = PPP(max_clusters=3).fit(X)
+    assert capped.n_clusters_ == 3
+    assert any(r.action == "capacity" for r in capped.tree_)
+    unmerged = PPP(merge=False).fit(X)
+    assert not any(r.action == "merge" for r in unmerged.tree_)
+
+
+def test_constant_columns_are_dropped_with_a_warning(fitted, blobs):
+    X, _ = blobs
+    padded = np.column_stack([X[:, 0], np.full(X.shape[0], 7.0), X[:, 1]])
+    with pytest.warns(UserWarning, match=r"dropped constant column\(s\) \[1\]"):
+        model = PPP().fit(padded)
+    assert np.array_equal(model.labels_, fitted.labels_)
+    assert np.allclose(model.cluster_centers_[:, 1], 7.0)
+    assert model.predict(padded).shape == (X.shape[0],)
+
+
+def test_sklearn_parameter_protocol():
+    model = PPP("bic", alpha=0.05)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    assert copy.validate == "bic"
+    assert model.set_params(alpha=0.1).alpha == 0.1
+    with pytest.raises(ProbkitError, match="no parameter 'beta'"):
+        model.set_params(beta=1)
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        (np.ones(10), r"2-D.*reshape\(-1, 1\)"),
+        (np.array([[1.0, np.nan], [2.0, 3.0], [0.0, 1.0], [1.0, 1.0]]), "NaN or inf in 1 row"),
+        (np.array([[1.0, np.inf]] * 5), "NaN or inf"),
+        (np.random.default_rng(0).normal(size=(4, 3)), "at least d \\+ 2 = 5 rows"),
+        (np.ones((10, 2)), "every column is constant"),
+        ([["a", "b"]], "numeric array"),
+    ],
+)
+def test_bad_input_is_refused(X, match):
+    with pytest.raises(ProbkitError, match=match):
+        PPP().fit(X)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"validate": "gmm"}, "`validate`"),
+        ({"alpha": 0.0}, "`alpha`"),
+        ({"alpha": 1.5}, "`alpha`"),
+        ({"min_dip": -1.0}, "`min_dip`"),
+        ({"agreement": (0.9,)}, "`agreement`"),
+        ({"max_clusters": 0}, "`max_clusters`"),
+        ({"min_cluster_size": 0}, "`min_cluster_size`"),
+        ({"tol": 0}, "`tol`"),
+    ],
+)
+def test_bad_parameters_are_refused(params, match, blobs):
+    with pytest.raises(ProbkitError, match=match):
+        PPP(**params).fit(blobs[0])
+
+
+def test_predicting_needs_a_fit_and_the_same_columns(fitted):
+    with pytest.raises(ProbkitError, match="not fitted"):
+        PPP().predict(np.zeros((2, 2)))
+    with pytest.raises(ProbkitError, match="3 columns"):
+        fitted.predict(np.zeros((2, 3)))
+
+
+def test_four_devices_give_the_labels_of_one(tmp_path):
+    # A fresh process, since the number of host devices is fixed when JAX starts.
+    script = textwrap.dedent(
+        """
+        import numpy as np, jax
+        from probkit.cluster import PPP
+        rng = np.random.default_rng(0)
+        centres = [[0, 0, 0], [8, 0, 0], [0, 8, 0], [0, 0, 8]]
+        X = np.concatenate([rng.normal(c, 1.0, (n, 3)) for c, n in zip(centres, (500, 90, 300, 1111))])
+        assert len(jax.devices()) == 4
+        one = PPP().fit(X)
+        four = PPP(devices=jax.devices()).fit(X)
+        assert one.n_clusters_ == 4, one.n_clusters_
+        assert np.array_equal(one.labels_, four.labels_)
+        assert np.array_equal(one.core_mask_, four.core_mask_)
+        print("identical")
+        """
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env.pop("JAX_ENABLE_X64", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "identical" in result.stdout
