@@ -70,14 +70,20 @@ def read_table(path: Path, delimiter: str = ",", columns: str | None = None):
     if not path.is_file():
         raise ProbkitError(f"`FILE` {path} does not exist or is not a file.")
     with path.open(newline="") as handle:
-        rows = [row for row in csv.reader(handle, delimiter=delimiter) if row]
+        numbered = [
+            (line, row)
+            for line, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1)
+            if row
+        ]
+    lines = [line for line, _ in numbered]
+    rows = [row for _, row in numbered]
     if not rows:
         raise ProbkitError(f"`FILE` {path} is empty.")
     header = None
     try:
         [float(value) for value in rows[0]]
     except ValueError:
-        header, rows = [name.strip() for name in rows[0]], rows[1:]
+        header, rows, lines = [name.strip() for name in rows[0]], rows[1:], lines[1:]
     width = len(header) if header else len(rows[0]) if rows else 0
     names = header or [str(i) for i in range(width)]
     index = list(range(width))
@@ -92,18 +98,15 @@ def read_table(path: Path, delimiter: str = ",", columns: str | None = None):
                 raise ProbkitError(
                     f"`--columns`: no column {name!r}; the columns are {', '.join(names)}."
                 )
-    first_line = 2 if header else 1
     data = np.empty((len(rows), len(index)))
-    for offset, row in enumerate(rows):
+    for offset, (line, row) in enumerate(zip(lines, rows, strict=True)):
         if len(row) != width:
-            raise ProbkitError(
-                f"{path}, line {first_line + offset}: {len(row)} fields where {width} expected."
-            )
+            raise ProbkitError(f"{path}, line {line}: {len(row)} fields where {width} expected.")
         try:
             data[offset] = [float(row[i]) for i in index]
         except ValueError:
             raise ProbkitError(
-                f"{path}, line {first_line + offset}: a field is not a number "
+                f"{path}, line {line}: a field is not a number "
                 f"({[row[i] for i in index]!r}); select numeric columns with --columns."
             ) from None
     return data, [names[i] for i in index]
@@ -163,7 +166,10 @@ def _jsonable(record: dict) -> dict:
     out = {}
     for key, value in record.items():
         if isinstance(value, tuple):
-            value = [None if isinstance(v, float) and v != v else float(v) for v in value]
+            value = [
+                int(v) if isinstance(v, (int, np.integer)) else None if v != v else float(v)
+                for v in value
+            ]
         elif isinstance(value, float) or hasattr(value, "dtype"):
             value = float(value)
             value = None if value != value else value

@@ -104,7 +104,8 @@ class Outcome:
         Draws a figure of the check on a matplotlib ``Axes`` (for ``probkit check --html``).
     skipped : str or None
         Why the check could not run here (e.g. its data set is not on this machine); a skipped
-        check neither passes nor fails the run. Build one with :meth:`skip`.
+        check does not fail the run, and reports show it as skipped. Build one with
+        :meth:`skip`.
     """
 
     statistic: float
@@ -211,7 +212,7 @@ class CheckResult:
     figure : callable or None
         Draws the check's figure on a matplotlib ``Axes``.
     skipped : str or None
-        Why the check did not run (it then counts as neither passed nor failed).
+        Why the check did not run (it then does not fail the run; ``passed`` is True).
     """
 
     name: str

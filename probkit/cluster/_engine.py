@@ -9,12 +9,13 @@ the data whatever the number of clusters, and the tree costs a fixed number of p
 level. With several devices every block is sharded over a one-axis mesh (``"rows"``) and the
 per-block reductions become all-reduces: the same code runs on one CPU, one GPU or many.
 
-The compiled functions depend only on the block shape, the capacity ``K`` (the largest
-number of clusters) and the dtype, not on the number of rows, so data sets of different sizes
-reuse them. Rows are never reordered and reductions run in a fixed order: the same data on the
-same devices give bitwise-identical statistics, and other row orders or device counts change
-them only by rounding, far below anything a decision depends on. Scatter-adds by cluster
-(``segment_sum``) are deterministic on CPU; on GPU set ``XLA_FLAGS=--xla_gpu_deterministic_ops=true``.
+The compiled functions depend only on the block shape (a power of two set by the memory
+budget, or by n for small data), the capacity ``K`` (the largest number of clusters) and the
+dtype, so data sets of similar sizes reuse them. Rows are never reordered and reductions run in
+a fixed order: the same data on the same devices give bitwise-identical statistics, and other
+row orders or device counts change them only by rounding, far below what the decisions have
+depended on in every test (labels identical). Scatter-adds by cluster (``segment_sum``) are
+deterministic on CPU; on GPU set ``XLA_FLAGS=--xla_gpu_deterministic_ops=true``.
 """
 
 from __future__ import annotations
@@ -185,10 +186,15 @@ class RowEngine:
         self.capacity = capacity
         self.dtype = jnp.asarray(0.0).dtype
         devices = list(devices) if devices is not None else jax.devices()[:1]
-        per_row = 4 * max(capacity * (self.d + 2), 2 * self.d * self.d + 4 * self.d, 8)
-        # Powers of two, at least 4096 rows: small data sets share one compiled shape.
-        rows = 1 << max(12, int(math.log2(max(_BLOCK_BYTES // per_row, 1))))
-        rows = min(rows, 1 << max(12, math.ceil(math.log2(math.ceil(self.n / len(devices))))))
+        # The largest per-row intermediates: distances and deltas to every centre (K(d + 2)),
+        # and the two-component EM's gathered whitening factors and outer products (4d²).
+        itemsize = np.dtype(self.dtype).itemsize
+        per_row = itemsize * max(capacity * (self.d + 2), 4 * self.d * self.d + 4 * self.d, 8)
+        budget = 1 << max(8, int(math.log2(max(_BLOCK_BYTES // per_row, 1))))
+        # Powers of two, at least 4096 rows when the budget allows: small data sets then share
+        # one compiled shape.
+        wanted = 1 << max(12, math.ceil(math.log2(math.ceil(self.n / len(devices)))))
+        rows = min(budget, wanted)
         rows *= len(devices)
         self.block_rows = rows
         if len(devices) > 1:

@@ -64,11 +64,15 @@ def centroids_of(X, labels) -> np.ndarray:
     """The mean of each cluster's rows, clusters in increasing label order (noise ``-1`` skipped)."""
     X = np.asarray(X, dtype=np.float64)
     labels = np.asarray(labels)
+    if X.ndim != 2:
+        raise ProbkitError(f"`X` must be 2-D, shape (n, d); got shape {X.shape}.")
     if labels.shape != (X.shape[0],):
         raise ProbkitError(
             f"`labels` must have one entry per row of `X` ({X.shape[0]}); got shape {labels.shape}."
         )
     clusters = np.unique(labels[labels >= 0])
+    if clusters.size == 0:
+        raise ProbkitError("`labels` has no cluster: every row is noise (-1).")
     return np.stack([X[labels == c].mean(axis=0) for c in clusters])
 
 
@@ -89,6 +93,8 @@ def adjusted_rand_index(labels_true, labels_pred) -> float:
         return float(np.sum(x * (x - 1)) / 2)
 
     index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    if a.size < 2:
+        return 1.0  # one row: both labelings are the same (trivial) partition
     expected = rows * cols / pairs(np.array([a.size]))
     maximum = 0.5 * (rows + cols)
     if maximum == expected:  # both partitions trivial (one cluster each, or all singletons)

@@ -58,6 +58,7 @@ def test_headerless_file_and_existing_output(tmp_path, points, capsys):
     ("text", "args", "message"),
     [
         ("a,b\n1,2\n3,x\n", [], "line 3: a field is not a number"),
+        ("a,b\n\n1,2\n\n3,x\n", [], "line 5: a field is not a number"),
         ("a,b\n1,2\n3\n", [], "line 3: 1 fields where 2 expected"),
         ("a,b\n1,2\n3,4\n", ["--columns", "c"], "no column 'c'"),
         ("", [], "is empty"),

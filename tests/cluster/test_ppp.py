@@ -4,13 +4,16 @@ that every test reuses the same few compiled passes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+from scipy import stats
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
@@ -66,8 +69,18 @@ def test_fitted_attributes_are_consistent(fitted, blobs):
     assert core.mean() > 0.95
     assert np.all(np.argmax(proba[core], axis=1) == fitted.labels_[core])
     assert np.all(proba[core].max(axis=1) >= 0.8 - 1e-6)
-    # The mixture's density integrates the data's units: log density of a unit-variance blob.
-    assert np.isfinite(fitted.score_samples(X)).all()
+    # The mixture in the data's units: score_samples is the density of weights_, means_ and
+    # covariances_ (scipy as the oracle), and rescaling the data by c shifts it by -d log c.
+    density = sum(
+        w * stats.multivariate_normal(m, c).pdf(X)
+        for w, m, c in zip(fitted.weights_, fitted.means_, fitted.covariances_, strict=True)
+    )
+    assert np.allclose(fitted.score_samples(X), np.log(density), rtol=0, atol=1e-4)
+    scaled = PPP().fit(1e3 * X)
+    assert np.allclose(scaled.means_, 1e3 * fitted.means_, rtol=1e-5, atol=1e-3)
+    assert np.allclose(scaled.covariances_, 1e6 * fitted.covariances_, rtol=1e-3, atol=1e-2)
+    shift = scaled.score_samples(1e3 * X) - fitted.score_samples(X)
+    assert np.allclose(shift, -2 * np.log(1e3), atol=1e-3)
 
 
 def test_tree_is_auditable(fitted):
@@ -148,6 +161,23 @@ def test_merging_is_optional_and_capacity_is_reported(blobs):
     assert not any(r.action == "merge" for r in unmerged.tree_)
 
 
+def test_merging_joins_the_halves_of_an_over_split_cluster():
+    # A uniform strip with two Gaussian blobs: the "agreement" rule over-splits the strip (its
+    # two halves agree with 2-means perfectly), and the merge pass joins what is unimodal.
+    rng = np.random.default_rng(4)
+    strip = rng.uniform([0.0, 0.0], [12.0, 1.0], (1200, 2))
+    blobs = rng.normal([[6.0, 10.0]], 0.5, (300, 2))
+    X = np.concatenate([strip, blobs])
+    merged = PPP("agreement").fit(X)
+    unmerged = PPP("agreement", merge=False).fit(X)
+    merges = [r for r in merged.tree_ if r.action == "merge"]
+    assert merges
+    assert merged.n_clusters_ < unmerged.n_clusters_
+    for record in merges:
+        assert record.p_value >= 0.02 or record.dip < 0.01
+        assert len(record.merged) == 2
+
+
 def test_constant_columns_are_dropped_with_a_warning(fitted, blobs):
     X, _ = blobs
     padded = np.column_stack([X[:, 0], np.full(X.shape[0], 7.0), X[:, 1]])
@@ -209,28 +239,40 @@ def test_predicting_needs_a_fit_and_the_same_columns(fitted):
         fitted.predict(np.zeros((2, 3)))
 
 
-def test_four_devices_give_the_labels_of_one(tmp_path):
-    # A fresh process, since the number of host devices is fixed when JAX starts.
+def _four_blobs():
+    rng = np.random.default_rng(0)
+    centres = [[0, 0, 0], [8, 0, 0], [0, 8, 0], [0, 0, 8]]
+    sizes = (500, 90, 300, 1111)
+    return np.concatenate([rng.normal(c, 1.0, (n, 3)) for c, n in zip(centres, sizes, strict=True)])
+
+
+def test_devices_and_threads_do_not_change_the_labels():
+    # A fresh process, since the number of host devices is fixed when JAX starts: there, 4
+    # devices and single-threaded XLA; here, one device and XLA's default thread pool.
     script = textwrap.dedent(
         """
-        import numpy as np, jax
+        import hashlib, sys
+        import jax, numpy as np
+        sys.path.insert(0, TESTS_FOLDER)
+        from test_ppp import _four_blobs
         from probkit.cluster import PPP
-        rng = np.random.default_rng(0)
-        centres = [[0, 0, 0], [8, 0, 0], [0, 8, 0], [0, 0, 8]]
-        X = np.concatenate([rng.normal(c, 1.0, (n, 3)) for c, n in zip(centres, (500, 90, 300, 1111))])
+        X = _four_blobs()
         assert len(jax.devices()) == 4
         one = PPP().fit(X)
         four = PPP(devices=jax.devices()).fit(X)
-        assert one.n_clusters_ == 4, one.n_clusters_
         assert np.array_equal(one.labels_, four.labels_)
         assert np.array_equal(one.core_mask_, four.core_mask_)
-        print("identical")
+        print(hashlib.sha256(four.labels_.astype(np.int64).tobytes()).hexdigest())
         """
-    )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    ).replace("TESTS_FOLDER", repr(str(pathlib.Path(__file__).parent)))
+    flags = "--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false"
+    env = {**os.environ, "XLA_FLAGS": flags}
     env.pop("JAX_ENABLE_X64", None)
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "identical" in result.stdout
+    here = PPP().fit(_four_blobs())
+    assert here.n_clusters_ == 4
+    digest = hashlib.sha256(here.labels_.astype(np.int64).tobytes()).hexdigest()
+    assert result.stdout.strip() == digest
