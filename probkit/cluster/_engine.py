@@ -84,7 +84,7 @@ def _two_means_block(x, mask, labels, children, old_side):
     delta = (x - jnp.take_along_axis(own, side[:, None, None], axis=1)[:, 0]) * mask[:, None]
     counts = _segment_sum(mask.astype(jnp.int32), segment, 2 * k).reshape(k, 2)
     sums = _segment_sum(delta, segment, 2 * k).reshape(k, 2, -1)
-    changed = jnp.sum(mask & (side != old_side))
+    changed = _segment_sum((mask & (side != old_side)).astype(jnp.int32), labels, k)
     return side, (counts, sums, changed)
 
 
@@ -269,8 +269,11 @@ class RowEngine:
         )
         return scatter
 
-    def two_means(self, children: np.ndarray, max_iter: int):
+    def two_means(self, children: np.ndarray, active: np.ndarray, max_iter: int):
         """2-means inside every cluster from ``children`` (shape ``(K, 2, d)``).
+
+        Iterates until at most 1e-3 of the rows of the ``active`` clusters change side (the
+        others ride along unexamined), or ``max_iter``.
 
         Returns the children's means, counts ``(K, 2)``, scatter matrices ``(K, 2, d, d)``
         around the means, and the number of iterations.
@@ -287,7 +290,7 @@ class RowEngine:
             self.side = side
             filled = counts > 0
             children += np.where(filled[..., None], sums / np.maximum(counts, 1)[..., None], 0.0)
-            if changed == 0:
+            if changed[active].sum() <= 1e-3 * counts[active].sum():
                 break
         # The sides' scatter matrices around their means: O(d²) per row, so one pass at the end.
         args = zip(self.blocks, self.masks, self.labels, self.side, strict=True)

@@ -189,6 +189,10 @@ def test_constant_columns_are_dropped_with_a_warning(fitted, blobs):
 
 
 def test_sklearn_parameter_protocol():
+    import jax
+
+    with_devices = clone(PPP(devices=jax.devices()))  # devices cannot be deep-copied
+    assert with_devices.devices == jax.devices()
     model = PPP("bic", alpha=0.05)
     copy = clone(model)
     assert copy.get_params() == model.get_params()
