@@ -430,7 +430,9 @@ class PPP:
         first = axes[:, :, 0]
         step = np.sqrt(2 * np.maximum(values[:, -1], 0) / np.pi)[:, None]
         children = np.stack([state.centers - step * first, state.centers + step * first], 1)
-        children, child_counts, child_scatter, _ = engine.two_means(children, open_slots, self.max_iter)
+        children, child_counts, child_scatter, _ = engine.two_means(
+            children, open_slots, self.max_iter
+        )
 
         too_small = open_slots & (child_counts.min(axis=1) < min_size)
         testable = open_slots & ~too_small
