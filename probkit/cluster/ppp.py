@@ -9,8 +9,9 @@ given. This implementation makes the method repeatable and scale-free by constru
   G-means), then refined by 2-means. No random numbers are drawn anywhere: the same data give
   bitwise-identical labels, and row permutations or other device counts change the sums only
   by rounding (the labels were identical in every test).
-* **Validation.** A two-component full-covariance Gaussian mixture is fitted in the cluster by
-  EM from the 2-means split. Three rules are offered:
+* **Validation.** Each 2-means side is modelled by a full-covariance Gaussian, which makes a
+  two-component mixture of the cluster (refined by EM under the ``"bic"`` rule). Three rules
+  are offered:
 
   - ``"dip"`` (default): the cluster is projected on four directions (the 2-means axis and the
     discriminant ``Σ⁻¹(m₁ − m₀)`` of the two sides' Gaussians, both taken in the plane of the
