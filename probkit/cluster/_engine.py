@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["MixtureParameters", "RowEngine"]
+__all__ = ["MixtureParameters", "RowEngine", "regularise_covariances"]
 
 _BLOCK_BYTES = 1 << 26  # budget for the largest per-block intermediate (64 MiB)
 
@@ -341,7 +341,7 @@ class RowEngine:
             new_weights = mass / np.maximum(mass.sum(axis=1, keepdims=True), 1e-300)
             refit = active[:, None] & (mass >= self.d + 1)
             means = np.where(refit[..., None], means, previous_means)
-            covs = np.where(refit[..., None, None], _regularise(covs), previous_covs)
+            covs = np.where(refit[..., None, None], regularise_covariances(covs), previous_covs)
             weights = np.where(active[:, None], new_weights, weights)
         return MixtureParameters(means, covs, weights), loglik, agree, overlap, iteration
 
@@ -377,7 +377,7 @@ class RowEngine:
             refit = active & (mass >= self.d + 1)
             means = np.where(refit[:, None], means + shift, means)
             fitted = second / safe[:, None, None] - shift[:, :, None] * shift[:, None, :]
-            covs = np.where(refit[:, None, None], _regularise(fitted), covs)
+            covs = np.where(refit[:, None, None], regularise_covariances(fitted), covs)
             weights = np.where(active, mass / self.n, 0.0)
         return MixtureParameters(means, covs, weights), float(loglik), iteration
 
@@ -399,9 +399,12 @@ class RowEngine:
         return component, probability[: self.n]
 
 
-def _regularise(covariances: np.ndarray) -> np.ndarray:
-    # A ridge of 1e-6 of the mean variance keeps every covariance positive definite; relative to
-    # the component's own scale, so the fit stays invariant to the data's units.
+def regularise_covariances(covariances: np.ndarray) -> np.ndarray:
+    """Symmetrise and add a ridge of 1e-6 of the mean variance to each covariance.
+
+    The ridge keeps every covariance positive definite and is relative to the component's own
+    scale, so fits stay invariant to the data's units.
+    """
     d = covariances.shape[-1]
     covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
     scale = np.trace(covariances, axis1=-2, axis2=-1)[..., None, None] / d

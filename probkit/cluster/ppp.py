@@ -67,7 +67,7 @@ import numpy as np
 from probkit._errors import ProbkitError
 from probkit._validate import check_choice, check_positive_int
 from probkit.cluster._dip import dip_pvalue, dip_statistic
-from probkit.cluster._engine import MixtureParameters, RowEngine
+from probkit.cluster._engine import MixtureParameters, RowEngine, regularise_covariances
 
 __all__ = ["PPP", "SplitDecision"]
 
@@ -585,7 +585,7 @@ class PPP:
         eye = np.eye(engine.d)
         init = MixtureParameters(
             state.centers,
-            np.where(state.active[:, None, None], _regularise_host(covariance), eye),
+            np.where(state.active[:, None, None], regularise_covariances(covariance), eye),
             counts / engine.n,
         )
         mixture, _, _ = engine.em_mixture(init, state.active, self.max_iter, self.tol)
@@ -724,16 +724,9 @@ def _orient(vectors: np.ndarray) -> np.ndarray:
     return vectors * np.where(sign == 0, 1.0, sign)
 
 
-def _regularise_host(covariances: np.ndarray) -> np.ndarray:
-    d = covariances.shape[-1]
-    covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
-    scale = np.trace(covariances, axis1=-2, axis2=-1)[..., None, None] / d
-    return covariances + 1e-6 * np.maximum(scale, 1e-30) * np.eye(d)
-
-
 def _mixture_init(children, child_counts, child_scatter, testable, d) -> MixtureParameters:
     counts = np.maximum(child_counts, 1)
-    covariances = _regularise_host(child_scatter / counts[..., None, None])
+    covariances = regularise_covariances(child_scatter / counts[..., None, None])
     covariances = np.where(testable[:, None, None, None], covariances, np.eye(d))
     weights = np.where(testable[:, None], counts / counts.sum(axis=1, keepdims=True), 0.5)
     return MixtureParameters(children, covariances, weights)
@@ -741,7 +734,7 @@ def _mixture_init(children, child_counts, child_scatter, testable, d) -> Mixture
 
 def _gaussian_loglik(covariance: np.ndarray, n: int) -> float:
     d = covariance.shape[0]
-    _, log_det = np.linalg.slogdet(_regularise_host(covariance))
+    _, log_det = np.linalg.slogdet(regularise_covariances(covariance))
     return -0.5 * n * (d * math.log(2 * math.pi) + log_det + d)
 
 
