@@ -11,11 +11,13 @@ the libraries compared are called in turn, seed after seed (:func:`time_calls`).
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +31,7 @@ __all__ = [
     "DEFAULT_OUT",
     "CompileClock",
     "accuracy",
+    "load_benchmark",
     "machine_info",
     "markdown_table",
     "optional_import",
@@ -38,6 +41,21 @@ __all__ = [
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 """Where the benchmarks write their results unless told otherwise (``benchmarks/results``)."""
+
+
+def load_benchmark(name: str) -> Any:
+    """Import ``benchmarks/<name>.py`` as a module (the smoke tests call its ``main``).
+
+    The module is registered in ``sys.modules`` first, since dataclasses look their module up
+    there. ``benchmarks/`` must be on ``sys.path`` for the script's own ``_common`` import.
+    """
+    spec = importlib.util.spec_from_file_location(
+        f"benchmark_{name}", Path(__file__).resolve().parent / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def optional_import(name: str) -> tuple[Any, str | None]:

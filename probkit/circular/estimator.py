@@ -10,19 +10,19 @@ grid searches need.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
 
 from probkit._errors import ProbkitError
+from probkit._estimator import ParamsMixin
 from probkit._validate import check_positive_int
 from probkit.circular.fit import VonMisesMixtureFit, VonMisesPrior, fit_vonmises_mixture
 
 __all__ = ["VonMisesMixtureModel"]
 
 
-class VonMisesMixtureModel:
+class VonMisesMixtureModel(ParamsMixin):
     """Mixture of products of von Mises distributions, fitted by EM (scikit-learn conventions).
 
     Parameters
@@ -116,36 +116,6 @@ class VonMisesMixtureModel:
         self.heldout_fraction = heldout_fraction
 
     # -- scikit-learn's parameter protocol --------------------------------------------------
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return sorted(name for name in signature.parameters if name != "self")
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The hyper-parameters, as passed to ``__init__`` (``deep`` is accepted and ignored)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params: Any) -> VonMisesMixtureModel:
-        """Set hyper-parameters by name; returns ``self``."""
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ProbkitError(
-                    f"{name!r} is not a parameter of VonMisesMixtureModel; valid ones are "
-                    f"{', '.join(valid)}."
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        changed = []
-        defaults = inspect.signature(type(self).__init__).parameters
-        for name in self._get_param_names():
-            value = getattr(self, name)
-            if value is not defaults[name].default and value != defaults[name].default:
-                changed.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(changed)})"
 
     # -- fitting -----------------------------------------------------------------------------
 

@@ -56,15 +56,15 @@ at most about ``alpha · K``; for a family-wise rate ε over up to K clusters, u
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import numbers
 import warnings
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from probkit._errors import ProbkitError
+from probkit._estimator import ParamsMixin
 from probkit._validate import check_choice, check_positive_int
 from probkit.cluster._dip import dip_pvalue, dip_statistic
 from probkit.cluster._engine import MixtureParameters, RowEngine, regularise_covariances
@@ -133,7 +133,7 @@ class SplitDecision:
     merged: tuple[int, ...] = ()
 
 
-class PPP:
+class PPP(ParamsMixin):
     """Probabilistic Partitive Partitioning: clustering with the number of clusters found.
 
     Parameters
@@ -244,22 +244,6 @@ class PPP:
     def __sklearn_clone__(self) -> PPP:
         # clone() deep-copies parameters, and JAX devices cannot be copied: share them instead.
         return type(self)(**self.get_params())
-
-    # scikit-learn's parameter protocol (enough for sklearn.base.clone and grid searches)
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's parameters, as scikit-learn's ``get_params``."""
-        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
-
-    def set_params(self, **params: Any) -> PPP:
-        """Set constructor parameters, as scikit-learn's ``set_params``; returns ``self``."""
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise ProbkitError(
-                    f"PPP has no parameter {name!r}; its parameters are {', '.join(valid)}."
-                )
-            setattr(self, name, value)
-        return self
 
     # ------------------------------------------------------------------------------------
     def fit(self, X, y=None) -> PPP:

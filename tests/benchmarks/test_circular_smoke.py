@@ -9,25 +9,13 @@ by the benchmarks themselves, with the reason recorded; the tests then check onl
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _common import load_benchmark as load
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 HAVE_PYCIRCSTAT2 = importlib.util.find_spec("pycircstat2") is not None
 HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
-
-
-def load(name):
-    """Import benchmarks/<name>.py, with benchmarks/ on sys.path for its `_common` helper."""
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def read_outputs(out, name):

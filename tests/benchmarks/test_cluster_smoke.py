@@ -5,27 +5,12 @@
 test extra) and pyclustering (optional; the benchmark records why it skipped X-means).
 """
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from _common import load_benchmark as load
 
 from probkit.theory.checks.cluster import sipu_folder
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def load(name):
-    """Import benchmarks/<name>.py, with benchmarks/ on sys.path for its `_common` helper."""
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.skipif(sipu_folder() is None, reason="SIPU sets not found (PROBKIT_SIPU)")

@@ -7,29 +7,17 @@ The peer libraries (BlackJAX, scikit-learn for the logistic-regression data) com
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _common import load_benchmark as load
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 HAVE_BLACKJAX = importlib.util.find_spec("blackjax") is not None
 HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
 NO_BLACKJAX = (
     "blackjax is not installed (pip install -e '.[bench]'): its part of the benchmark is skipped"
 )
 NO_SKLEARN = "scikit-learn is not installed (pip install -e '.[bench]'): the logistic-regression problem is skipped"
-
-
-def load(name):
-    """Import benchmarks/<name>.py, with benchmarks/ on sys.path for its `_common` helper."""
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def read_outputs(out, name):
