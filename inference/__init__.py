@@ -3,7 +3,8 @@
 Populations carry the evidence (:mod:`probkit.inference.population`); resampling schemes are
 deterministic maps of uniform draws (:mod:`probkit.inference.resampling`); SMC is composed of
 valid steps on them (:mod:`probkit.inference.smc`, with :class:`SMC` for NumPyro models);
-Metropolis–Hastings kernels live in :mod:`probkit.inference.mhg`.
+Metropolis–Hastings kernels live in :mod:`probkit.inference.mhg`, and belief propagation with
+count factors in :mod:`probkit.inference.bp`.
 """
 
 from probkit.inference.population import (
