@@ -1,0 +1,471 @@
+"""``LLPClassifier``: instance-level binary classification from bag counts, five ways, one API.
+
+Methods (all train the same network, :mod:`probkit.llp.network`):
+
+``"bp"`` (default)
+    LLP-BP (Havaldar et al., ICLR 2024) with exact count factors: for each round, a kNN graph
+    on the current representation (standardised features, then the network's embeddings), the
+    Gibbs field of :mod:`probkit.llp.gibbs`, BP marginals as pseudo-labels (soft by default),
+    and a network trained on them; the last round adds the aggregate-embedding bag loss.
+``"bp-paper"``
+    The same loop configured as the authors' release: cosine 5-NN, ``s_ij = exp(−‖z_i − z_j‖)``
+    (bandwidth 1), ``λ_s = λ_b = 10``, the bag term expanded into cliques, 100 BP sweeps with
+    damping 0.5 and no convergence test, pseudo-labels thresholded at 0.5, two rounds. It
+    differs from the release in two documented ways: early stopping uses held-out *bags*
+    (the release uses instance labels), and the last bag of a shuffle is kept.
+``"dllp"``
+    Bag cross-entropy between each bag's proportion and its members' mean prediction
+    (Ardehaly & Culotta 2017).
+``"easyllp"``
+    Busa-Fekete et al. (NeurIPS 2023): each row gets the debiased label ``m_b (α_b − p) + p``
+    (``α_b`` its bag's proportion, ``p`` the overall one), whose expectation given the row's own
+    label is that label for random bags, and the instance loss.
+``"soft-label"``
+    Each row is trained towards its bag's proportion.
+
+Hyper-parameters are chosen with bag-level information only: a fraction of the bags is held out
+and early stopping (and ``similarity_strength="auto"``) follow their bag cross-entropy.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from probkit._errors import ProbkitError
+from probkit._estimator import ParamsMixin
+from probkit._validate import check_choice, check_positive_int
+from probkit.inference.bp import belief_propagation
+from probkit.llp.bags import Bags, validate_bags
+from probkit.llp.gibbs import llp_field, similarity_weights
+from probkit.llp.knn import knn_graph
+from probkit.llp.network import init_network, predict_logits, train_network
+
+__all__ = ["METHODS", "LLPClassifier"]
+
+METHODS = ("bp", "bp-paper", "dllp", "easyllp", "soft-label")
+
+AUTO_SIMILARITY_GRID = (0.1, 0.3, 1.0, 3.0)
+"""Values of ``λ_s`` tried by ``similarity_strength="auto"`` (on held-out bags)."""
+
+_PAPER = {
+    "n_neighbors": 5,
+    "metric": "cosine",
+    "bandwidth": 1.0,
+    "similarity_strength": 10.0,
+    "bag_strength": 10.0,
+    "pseudo_labels": "hard",
+    "rounds": 2,
+    "unaries": "none",
+}
+
+
+class LLPClassifier(ParamsMixin):
+    """Learn an instance classifier from bags and their counts of positives.
+
+    Parameters
+    ----------
+    method : {"bp", "bp-paper", "dllp", "easyllp", "soft-label"}, default "bp"
+        See the module documentation.
+    hidden : tuple of int, default (128, 64)
+        Hidden layer widths of the network; the last is the embedding.
+    rounds : int, default 2
+        LLP-BP rounds (graph → BP → network → embeddings).
+    n_neighbors : int, default 5
+        k of the kNN graph.
+    metric : {"euclidean", "cosine"}, default "euclidean"
+        Metric of the kNN search and of the edge weights.
+    bandwidth : float or "median", default "median"
+        ``h`` of ``s_ij = exp(−d_ij / h)``; ``"median"`` is the median edge distance.
+    similarity_strength : float or "auto", default "auto"
+        ``λ_s``; ``"auto"`` picks from :data:`AUTO_SIMILARITY_GRID` by held-out bag loss.
+    bag_strength : float or "auto", default "auto"
+        ``λ_b``; ``"auto"`` is a hard count constraint when counts are integers, 10 otherwise.
+    pseudo_labels : {"soft", "hard"}, default "soft"
+        Train on BP marginals, or on marginals thresholded at 0.5.
+    unaries : {"network", "none"}, default "network"
+        ``"network"``: start from a DLLP network and add the current network's logits to the
+        field's unary terms in every round, so that BP's marginals are the posterior of the
+        labels given the network, the graph and the counts (EM for label proportions with a
+        similarity prior). ``"none"``: the paper's field, which sees the network only through
+        the embeddings its graph is built on.
+    aggregate_weight : float, default 0.1
+        ``λ_agg`` of the aggregate-embedding loss in the last round of LLP-BP (0 turns it off).
+    count_method : {"auto", "exact", "tree", "gaussian"}, default "auto"
+        Count-factor messages (:func:`probkit.inference.bp.belief_propagation`).
+    bp_iterations : int, default 100
+        Maximum BP sweeps per round.
+    damping : float, default 0.5
+        BP damping.
+    knn_backend : {"auto", "exact", "faiss"}, default "auto"
+        :func:`probkit.llp.knn_graph` backend.
+    validation_fraction : float, default 0.1
+        Share of bags held out for early stopping and model selection (none below 10 bags).
+    epochs, learning_rate, weight_decay, batch_rows, patience
+        Network training (:func:`probkit.llp.network.train_network`).
+    random_state : int, default 0
+        Seeds the held-out bags, the initial weights and the batch order.
+
+    Attributes
+    ----------
+    classes_ : numpy.ndarray
+        ``[0, 1]``.
+    params_ : NetworkParams
+        The trained network.
+    rounds_ : list of dict
+        Per LLP-BP round: ``similarity_strength``, BP ``iterations``, ``residual``,
+        ``converged``, ``bag_count_mae`` (mean ``|Σ_{i∈b} μ_i − k_b|``), and the marginals.
+    timings_ : dict
+        Seconds spent in ``knn``, ``bp`` and ``train`` (summed over rounds).
+    """
+
+    def __init__(
+        self,
+        method: str = "bp",
+        *,
+        hidden: tuple[int, ...] = (128, 64),
+        rounds: int = 2,
+        n_neighbors: int = 5,
+        metric: str = "euclidean",
+        bandwidth: float | str = "median",
+        similarity_strength: float | str = "auto",
+        bag_strength: float | str = "auto",
+        pseudo_labels: str = "soft",
+        unaries: str = "network",
+        aggregate_weight: float = 0.1,
+        count_method: str = "auto",
+        bp_iterations: int = 100,
+        damping: float = 0.5,
+        knn_backend: str = "auto",
+        validation_fraction: float = 0.1,
+        epochs: int = 50,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_rows: int = 1024,
+        patience: int = 5,
+        random_state: int = 0,
+    ):
+        self.method = method
+        self.hidden = hidden
+        self.rounds = rounds
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.bandwidth = bandwidth
+        self.similarity_strength = similarity_strength
+        self.bag_strength = bag_strength
+        self.pseudo_labels = pseudo_labels
+        self.unaries = unaries
+        self.aggregate_weight = aggregate_weight
+        self.count_method = count_method
+        self.bp_iterations = bp_iterations
+        self.damping = damping
+        self.knn_backend = knn_backend
+        self.validation_fraction = validation_fraction
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_rows = batch_rows
+        self.patience = patience
+        self.random_state = random_state
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def _settings(self) -> dict[str, Any]:
+        method = check_choice("method", self.method, METHODS)
+        settings = {
+            "n_neighbors": self.n_neighbors,
+            "metric": self.metric,
+            "bandwidth": self.bandwidth,
+            "similarity_strength": self.similarity_strength,
+            "bag_strength": self.bag_strength,
+            "pseudo_labels": self.pseudo_labels,
+            "rounds": self.rounds,
+            "unaries": self.unaries,
+        }
+        if method == "bp-paper":
+            settings |= _PAPER
+        check_positive_int("rounds", settings["rounds"])
+        check_positive_int("n_neighbors", settings["n_neighbors"])
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("bp_iterations", self.bp_iterations)
+        check_choice("pseudo_labels", settings["pseudo_labels"], ("soft", "hard"))
+        check_choice("unaries", settings["unaries"], ("network", "none"))
+        strength = settings["similarity_strength"]
+        if strength != "auto" and not (np.isscalar(strength) and float(strength) >= 0):
+            raise ProbkitError(f"similarity_strength must be ≥ 0 or 'auto', got {strength!r}.")
+        if not 0.0 <= float(self.validation_fraction) < 0.5:
+            raise ProbkitError(
+                f"validation_fraction must be in [0, 0.5), got {self.validation_fraction}."
+            )
+        if not all(isinstance(h, int | np.integer) and h > 0 for h in self.hidden) or not len(
+            self.hidden
+        ):
+            raise ProbkitError(
+                f"hidden must be a non-empty tuple of positive ints, got {self.hidden}."
+            )
+        settings["method"] = method
+        return settings
+
+    # -- fitting ----------------------------------------------------------------------------
+
+    def fit(self, X: Any, bags: Any, counts: Any = None, *, proportions: Any = None):
+        """Fit from features, a bag id per row, and each bag's count (or proportion) of positives.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, d)
+            Finite features.
+        bags : array_like, shape (n,)
+            Bag id of each row (ragged bag sizes are fine).
+        counts : array_like or dict, optional
+            Positives per bag, indexed like ``numpy.unique(bags)`` (or a dict id → count).
+        proportions : array_like or dict, optional
+            Instead of ``counts``: the fraction of positives per bag.
+
+        Returns
+        -------
+        LLPClassifier
+            ``self``.
+        """
+        settings = self._settings()
+        X_raw = np.asarray(X, dtype=np.float64)
+        if X_raw.ndim == 2 and np.asarray(bags).shape == (X_raw.shape[0],):
+            bad = ~np.all(np.isfinite(X_raw), axis=1)
+            if bad.any():
+                raise ProbkitError(
+                    f"X holds NaN or inf in rows {np.flatnonzero(bad)[:5].tolist()} (bags "
+                    f"{np.unique(np.asarray(bags)[bad])[:5].tolist()}); impute or drop them first."
+                )
+        X = _check_features(X_raw)
+        all_bags = validate_bags(bags, X.shape[0], counts=counts, proportions=proportions)
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        features = ((X - self.mean_) / self.scale_).astype(np.float32)
+        self.n_features_in_ = X.shape[1]
+        self.classes_ = np.array([0, 1])
+
+        rng = np.random.default_rng(self.random_state)
+        held_out = np.zeros(all_bags.num_bags, bool)
+        if self.validation_fraction > 0 and all_bags.num_bags >= 10:
+            count = max(1, round(self.validation_fraction * all_bags.num_bags))
+            held_out[rng.permutation(all_bags.num_bags)[:count]] = True
+        rows, train_bags = all_bags.subset(np.flatnonzero(~held_out))
+        validation = None
+        if held_out.any():
+            val_rows, val_bags = all_bags.subset(np.flatnonzero(held_out))
+            members, mask = val_bags.padded()
+            validation = (val_rows[members], mask, val_bags.proportions)
+        self.timings_ = {"knn": 0.0, "bp": 0.0, "train": 0.0}
+        self.rounds_ = []
+        key = jax.random.key(self.random_state)
+        if settings["method"] in ("bp", "bp-paper"):
+            self.params_ = self._fit_bp(key, features, rows, train_bags, validation, settings)
+        else:
+            self.params_ = self._fit_baseline(
+                key, features, rows, train_bags, validation, settings["method"]
+            )
+        return self
+
+    def _train(
+        self, key, features, rows, bags: Bags, targets, validation, loss, aggregate, start=None
+    ):
+        members, mask = bags.padded()
+        key_init, key_train = jax.random.split(key)
+        params = start
+        if params is None:
+            params = init_network(key_init, features.shape[1], tuple(int(h) for h in self.hidden))
+        row_targets = np.zeros(features.shape[0], np.float32)
+        row_targets[rows] = targets
+        start = time.perf_counter()
+        params, report = train_network(
+            key_train,
+            params,
+            features,
+            rows[members],
+            mask,
+            row_targets,
+            bags.proportions,
+            loss=loss,
+            validation=validation,
+            epochs=self.epochs,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            batch_rows=self.batch_rows,
+            patience=self.patience,
+            aggregate_weight=aggregate,
+        )
+        self.timings_["train"] += time.perf_counter() - start
+        self.training_ = report
+        return params, report
+
+    def _fit_baseline(self, key, features, rows, bags: Bags, validation, method):
+        proportion = bags.proportions[bags.bag_of]
+        if method == "dllp":
+            return self._train(key, features, rows, bags, proportion, validation, "bag", 0.0)[0]
+        if method == "easyllp":
+            overall = bags.counts.sum() / bags.sizes.sum()
+            targets = bags.sizes[bags.bag_of] * (proportion - overall) + overall
+        else:
+            targets = proportion
+        return self._train(key, features, rows, bags, targets, validation, "instance", 0.0)[0]
+
+    def _graph(self, representation, settings):
+        start = time.perf_counter()
+        graph = knn_graph(
+            representation,
+            settings["n_neighbors"],
+            metric=settings["metric"],
+            backend=self.knn_backend,
+        )
+        if settings["method"] == "bp-paper":  # cosine neighbours, Euclidean weights
+            distances = np.linalg.norm(
+                representation[graph.edges[:, 0]] - representation[graph.edges[:, 1]], axis=1
+            )
+        else:
+            distances = graph.distances
+        weights = similarity_weights(distances, settings["bandwidth"])
+        self.timings_["knn"] += time.perf_counter() - start
+        return graph, weights
+
+    def _pseudo_labels(self, graph, weights, bags: Bags, settings, strength, prior=None):
+        bag_strength = settings["bag_strength"]
+        if bag_strength == "auto":
+            bag_strength = np.inf if bags.integer_counts else 10.0
+        start = time.perf_counter()
+        field = llp_field(
+            graph,
+            weights,
+            bags,
+            similarity_strength=float(strength),
+            bag_strength=float(bag_strength),
+            clique=settings["method"] == "bp-paper",
+            prior_log_odds=prior,
+        )
+        result = belief_propagation(
+            field,
+            method=self.count_method,
+            damping=self.damping,
+            max_iterations=self.bp_iterations,
+            tolerance=0.0 if settings["method"] == "bp-paper" else None,
+        )
+        marginals = np.asarray(result.marginals, dtype=np.float64)
+        self.timings_["bp"] += time.perf_counter() - start
+        if not np.all(np.isfinite(marginals)):
+            raise ProbkitError(
+                "belief propagation returned non-finite marginals; lower similarity_strength or "
+                "use count_method='exact'."
+            )
+        info = {
+            "similarity_strength": float(strength),
+            "iterations": int(result.iterations),
+            "residual": float(result.residual),
+            "converged": bool(result.converged),
+            "bag_count_mae": float(
+                np.mean(np.abs(np.bincount(bags.bag_of, marginals) - bags.counts))
+            ),
+            "marginals": marginals,
+        }
+        targets = marginals if settings["pseudo_labels"] == "soft" else (marginals >= 0.5) * 1.0
+        return targets, info
+
+    def _fit_bp(self, key, features, rows, bags: Bags, validation, settings):
+        representation = features[rows]
+        strengths = settings["similarity_strength"]
+        strengths = AUTO_SIMILARITY_GRID if strengths == "auto" else (strengths,)
+        if validation is None:
+            strengths = strengths[len(strengths) // 2 :][:1]  # nothing to select on
+        params, prior = None, None
+        if settings["unaries"] == "network":
+            # Start from the DLLP network: its logits become the instance evidence of the field.
+            key, key_start = jax.random.split(key)
+            params = self._train(
+                key_start,
+                features,
+                rows,
+                bags,
+                bags.proportions[bags.bag_of],
+                validation,
+                "bag",
+                0.0,
+            )[0]
+            prior, representation = predict_logits(params, features[rows])
+        for round_index in range(settings["rounds"]):
+            last = round_index == settings["rounds"] - 1
+            loss = "aggregate" if last and self.aggregate_weight > 0 else "instance"
+            best = None
+            graph, weights = self._graph(representation, settings)
+            for strength in strengths:
+                targets, info = self._pseudo_labels(graph, weights, bags, settings, strength, prior)
+                key, key_round = jax.random.split(key)
+                # EM continues from the current network; the paper's loop trains a fresh one.
+                candidate, report = self._train(
+                    key_round,
+                    features,
+                    rows,
+                    bags,
+                    targets,
+                    validation,
+                    loss,
+                    float(self.aggregate_weight),
+                    start=params if settings["unaries"] == "network" else None,
+                )
+                score = min(report.validation_losses) if report.validation_losses else 0.0
+                info["validation_loss"] = score
+                if best is None or score < best[0]:
+                    best = (score, candidate, info)
+            _, params, info = best
+            strengths = (info["similarity_strength"],)  # selected once, in the first round
+            self.rounds_.append(info)
+            if not last:
+                logits, representation = predict_logits(params, features[rows])
+                prior = logits if settings["unaries"] == "network" else None
+        return params
+
+    # -- prediction -------------------------------------------------------------------------
+
+    def _check_fitted(self):
+        if not hasattr(self, "params_"):
+            raise ProbkitError("this LLPClassifier is not fitted yet; call fit(X, bags, counts).")
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The network's logit for each row."""
+        self._check_fitted()
+        X = _check_features(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ProbkitError(
+                f"X has {X.shape[1]} features but the classifier was fitted on "
+                f"{self.n_features_in_}."
+            )
+        return predict_logits(self.params_, (X - self.mean_) / self.scale_)[0]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n, 2): columns ``P(y = 0)``, ``P(y = 1)``."""
+        positive = 1.0 / (1.0 + np.exp(-self.decision_function(X).astype(np.float64)))
+        return np.stack([1.0 - positive, positive], axis=1)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels 0/1 (probability of 1 at least 0.5)."""
+        return (self.decision_function(X) >= 0).astype(int)
+
+    def embed(self, X: Any) -> np.ndarray:
+        """The embedding (last hidden layer) of each row."""
+        self._check_fitted()
+        X = _check_features(X)
+        return predict_logits(self.params_, (X - self.mean_) / self.scale_)[1]
+
+
+def _check_features(X: Any) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ProbkitError(f"X must be 2-D (rows × features), got shape {X.shape}.")
+    if X.shape[0] < 2:
+        raise ProbkitError(f"X needs at least 2 rows, got {X.shape[0]}.")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))[:5].tolist()
+        raise ProbkitError(f"X holds NaN or inf in rows {rows}; impute or drop them first.")
+    return X

@@ -1,0 +1,165 @@
+"""k-nearest-neighbour graphs: exact by blocked matrix products in JAX, or approximate by FAISS.
+
+The exact backend computes distances from one block of query rows to all rows as a GEMM and
+keeps the ``k`` smallest with ``lax.top_k``; the block size keeps the distance block near 32 M
+entries, so memory stays flat in ``n`` and time is ``O(n² d)``. Above ``1e5`` rows that is
+hours on a CPU, and ``"auto"`` switches to an HNSW index from FAISS (``faiss-cpu``, a well-kept
+library that does exactly this; install the ``llp`` extra), whose recall is reported by the
+benchmark rather than assumed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import warnings
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from probkit._errors import ProbkitError
+from probkit._validate import check_choice, check_positive_int
+
+__all__ = ["KNNGraph", "knn_graph"]
+
+APPROXIMATE_ABOVE = 100_000
+"""``backend="auto"`` uses the exact GEMM backend below this many rows, FAISS above."""
+
+_BLOCK_ENTRIES = 1 << 25
+
+
+class KNNGraph(NamedTuple):
+    """An undirected kNN graph: each edge once (``i < j``) with its distance.
+
+    Attributes
+    ----------
+    edges : numpy.ndarray of int, shape (E, 2)
+    distances : numpy.ndarray of float, shape (E,)
+        In the metric of the search (Euclidean, or cosine distance ``1 − cos``).
+    neighbours : numpy.ndarray of int, shape (n, k)
+        The directed neighbour lists the graph was made from.
+    """
+
+    edges: np.ndarray
+    distances: np.ndarray
+    neighbours: np.ndarray
+
+
+@functools.partial(jax.jit, static_argnames=("k", "metric"))
+def _block_neighbours(queries, offset, points, norms, k: int, metric: str):
+    products = queries @ points.T
+    if metric == "cosine":
+        distances = 1.0 - products  # rows are unit vectors
+    else:
+        query_norms = jnp.sum(queries**2, axis=1, keepdims=True)
+        distances = jnp.maximum(query_norms + norms[None, :] - 2.0 * products, 0.0)
+    rows = offset + jnp.arange(queries.shape[0])
+    distances = distances.at[jnp.arange(queries.shape[0]), rows].set(jnp.inf)  # not oneself
+    negative, index = jax.lax.top_k(-distances, k)
+    found = -negative
+    return index, jnp.sqrt(found) if metric == "euclidean" else found
+
+
+def _exact_neighbours(points: np.ndarray, k: int, metric: str):
+    n = points.shape[0]
+    block = int(max(1, min(n, _BLOCK_ENTRIES // n)))
+    data = jnp.asarray(points, jnp.float32)
+    norms = jnp.sum(data**2, axis=1)
+    padded = np.zeros((-(-n // block) * block, points.shape[1]), np.float32)
+    padded[:n] = points
+    index, distance = [], []
+    for start in range(0, n, block):
+        i, d = _block_neighbours(
+            jnp.asarray(padded[start : start + block]), start, data, norms, k, metric
+        )
+        index.append(np.asarray(i))
+        distance.append(np.asarray(d))
+    return np.concatenate(index)[:n], np.concatenate(distance)[:n]
+
+
+def _faiss_neighbours(points: np.ndarray, k: int, metric: str):
+    import faiss  # an optional dependency (the llp extra)
+
+    data = np.ascontiguousarray(points, dtype=np.float32)
+    index = faiss.IndexHNSWFlat(
+        data.shape[1], 32, faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+    )
+    index.hnsw.efConstruction = 80
+    index.hnsw.efSearch = max(64, 2 * k)
+    index.add(data)
+    found, neighbours = index.search(data, k + 1)
+    # Drop each row itself (or, for duplicated rows, the extra column).
+    own = neighbours == np.arange(len(data))[:, None]
+    keep = ~own
+    keep[~own.any(axis=1), -1] = False
+    neighbours = neighbours[keep].reshape(len(data), k)
+    found = found[keep].reshape(len(data), k)
+    distance = 1.0 - found if metric == "cosine" else np.sqrt(np.maximum(found, 0.0))
+    return neighbours, distance
+
+
+def knn_graph(
+    points: Any,
+    k: int = 5,
+    *,
+    metric: str = "euclidean",
+    backend: str = "auto",
+) -> KNNGraph:
+    """The symmetrised k-nearest-neighbour graph of the rows of ``points``.
+
+    Parameters
+    ----------
+    points : array_like, shape (n, d)
+        Finite coordinates.
+    k : int, default 5
+        Neighbours per row (self excluded).
+    metric : {"euclidean", "cosine"}
+        ``"cosine"`` as in the LLP-BP release (rows are normalised; zero rows are refused).
+    backend : {"auto", "exact", "faiss"}
+        ``"exact"``: blocked GEMM in JAX. ``"faiss"``: HNSW (approximate; needs ``faiss-cpu``).
+        ``"auto"``: exact below 1e5 rows, FAISS above when installed. FAISS builds its index
+        with several threads, so its (approximate) neighbours may vary from run to run.
+
+    Returns
+    -------
+    KNNGraph
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[0] < 2:
+        raise ProbkitError(f"points must have shape (n, d) with n ≥ 2, got {points.shape}.")
+    if not np.all(np.isfinite(points)):
+        raise ProbkitError("points hold NaN or inf; clean or impute them first.")
+    k = check_positive_int("k", k)
+    n = points.shape[0]
+    if k >= n:
+        raise ProbkitError(f"k must be below the number of rows ({n}), got {k}.")
+    metric = check_choice("metric", metric, ("euclidean", "cosine"))
+    backend = check_choice("backend", backend, ("auto", "exact", "faiss"))
+    if metric == "cosine":
+        norms = np.linalg.norm(points, axis=1, keepdims=True)
+        if np.any(norms == 0):
+            raise ProbkitError("the cosine metric needs non-zero rows; use metric='euclidean'.")
+        points = points / norms
+    has_faiss = importlib.util.find_spec("faiss") is not None
+    if backend == "faiss" and not has_faiss:
+        raise ProbkitError("backend='faiss' needs faiss-cpu: pip install 'probkit[llp]'.")
+    if backend == "auto":
+        backend = "faiss" if n > APPROXIMATE_ABOVE and has_faiss else "exact"
+        if n > APPROXIMATE_ABOVE and not has_faiss:
+            warnings.warn(
+                f"exact kNN on {n} rows is O(n²): install faiss-cpu (the llp extra) for an "
+                "approximate index.",
+                stacklevel=2,
+            )
+    if backend == "exact":
+        neighbours, distance = _exact_neighbours(points, k, metric)
+    else:
+        neighbours, distance = _faiss_neighbours(points, k, metric)
+    rows = np.repeat(np.arange(n), k)
+    pairs = np.sort(np.stack([rows, neighbours.ravel()], axis=1), axis=1)
+    edges, first = np.unique(pairs, axis=0, return_index=True)
+    return KNNGraph(
+        edges=edges, distances=distance.ravel()[first].astype(np.float64), neighbours=neighbours
+    )

@@ -1,0 +1,96 @@
+"""LLPClassifier: the scikit-learn contract, the bag-size-one limit, learning, and bad input."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+
+from probkit import ProbkitError
+from probkit.llp import METHODS, LLPClassifier, bag_counts, random_bags
+
+SMALL = {"hidden": (16, 8), "epochs": 30, "batch_rows": 128}
+FLOOR = {"soft-label": 0.75, "bp-paper": 0.6}
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(640, 4))
+    y = (X[:, 0] + 0.7 * X[:, 1] + 0.4 * rng.normal(size=640) > 0.3).astype(int)
+    X_test = rng.normal(size=(400, 4))
+    y_test = (X_test[:, 0] + 0.7 * X_test[:, 1] > 0.3).astype(int)
+    return X, y, X_test, y_test
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_learns_an_easy_problem_from_bags_of_eight(data, method):
+    X, y, X_test, y_test = data
+    bags = random_bags(len(y), 8, seed=1)
+    _ids, counts = bag_counts(bags, y)
+    model = LLPClassifier(method, similarity_strength=0.5, **SMALL).fit(X, bags, counts)
+    proba = model.predict_proba(X_test)
+    assert proba.shape == (400, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(np.unique(model.predict(X_test))) <= {0, 1}
+    # A linear rule on the labels reaches AUC 1 on the noiseless test labels and a method that
+    # learned nothing scores 0.5. Soft labels blur every bag towards its proportion, and the
+    # paper's λ's are far too strong for these data (see the guide): both stay well below the
+    # others, whose floor is 0.9.
+    auc = roc_auc_score(y_test, proba[:, 1])
+    assert auc > FLOOR.get(method, 0.9), auc
+    if method.startswith("bp"):
+        assert len(model.rounds_) == 2
+        assert set(model.timings_) == {"knn", "bp", "train"}
+
+
+def test_bags_of_one_are_supervised_learning(data):
+    X, y, _, _ = data
+    bags = np.arange(len(y))
+    counts = y.astype(float)
+    soft = LLPClassifier("soft-label", **SMALL).fit(X, bags, counts)
+    easy = LLPClassifier("easyllp", **SMALL).fit(X, bags, counts)
+    # EasyLLP's debiased label m (α − p) + p equals the label itself when m = 1.
+    np.testing.assert_array_equal(easy.decision_function(X), soft.decision_function(X))
+    dllp = LLPClassifier("dllp", **SMALL).fit(X, bags, counts)
+    np.testing.assert_allclose(dllp.predict_proba(X), soft.predict_proba(X), atol=2e-3)
+    # A hard count on a bag of one is the label: BP's marginals are the labels exactly.
+    bp = LLPClassifier("bp", similarity_strength=1.0, rounds=1, **SMALL).fit(X, bags, counts)
+    marginals = bp.rounds_[0]["marginals"]
+    assert set(np.unique(marginals)) <= {0.0, 1.0}
+    assert bp.rounds_[0]["bag_count_mae"] == 0.0
+
+
+def test_parameters_follow_scikit_learn(data):
+    model = LLPClassifier("dllp", rounds=3)
+    assert model.get_params()["rounds"] == 3
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    assert "rounds=3" in repr(model)
+    with pytest.raises(ProbkitError, match="no parameter"):
+        model.set_params(lam=1.0)
+
+
+def test_bad_input_is_refused_naming_the_bags(data):
+    X, y, _, _ = data
+    bags = random_bags(len(y), 8, seed=1)
+    _ids, counts = bag_counts(bags, y)
+    model = LLPClassifier("dllp", **SMALL)
+    with pytest.raises(ProbkitError, match="not fitted"):
+        model.predict(X)
+    bad = X.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(ProbkitError, match=rf"rows \[5\] \(bags \[{bags[5]}\]\)"):
+        model.fit(bad, bags, counts)
+    too_many = counts.copy()
+    too_many[3] = 9
+    with pytest.raises(ProbkitError, match=r"bags \[3\]"):
+        model.fit(X, bags, too_many)
+    with pytest.raises(ProbkitError, match="method"):
+        LLPClassifier("mean-map").fit(X, bags, counts)
+    with pytest.raises(ProbkitError, match="similarity_strength"):
+        LLPClassifier("bp", similarity_strength=-1.0).fit(X, bags, counts)
+    with pytest.raises(ProbkitError, match="hidden"):
+        LLPClassifier("dllp", hidden=()).fit(X, bags, counts)
+    model.fit(X, bags, counts)
+    with pytest.raises(ProbkitError, match="4"):
+        model.predict(X[:, :3])
