@@ -118,6 +118,9 @@ class LLPClassifier(ParamsMixin):
     rounds_ : list of dict
         Per LLP-BP round: ``similarity_strength``, BP ``iterations``, ``residual``,
         ``converged``, ``bag_count_mae`` (mean ``|Σ_{i∈b} μ_i − k_b|``), and the marginals.
+    bp_rows_ : numpy.ndarray of int
+        The rows of the training bags (not held out): ``rounds_[r]["marginals"][j]`` belongs
+        to row ``bp_rows_[j]``. Set by the BP methods only.
     timings_ : dict
         Seconds spent in ``knn``, ``bp`` and ``train`` (summed over rounds).
     """
@@ -263,6 +266,7 @@ class LLPClassifier(ParamsMixin):
         self.rounds_ = []
         key = jax.random.key(self.random_state)
         if settings["method"] in ("bp", "bp-paper"):
+            self.bp_rows_ = rows
             self.params_ = self._fit_bp(key, features, rows, train_bags, validation, settings)
         else:
             self.params_ = self._fit_baseline(
