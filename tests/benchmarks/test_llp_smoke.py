@@ -11,9 +11,9 @@ def test_llp_benchmark_smoke(tmp_path):
     payload = json.loads((tmp_path / "llp_bags.json").read_text())
     fair = payload["results"]["fair"]
     assert 0.6 < fair["oracle_auc"] <= 1.0
-    for size in ("8", "64"):
-        for method in ("bp", "dllp"):
-            assert 0.0 <= fair["sizes"][size][method]["auc_mean"] <= 1.0
-    bp_run = fair["sizes"]["8"]["bp"]["runs"][0]
+    for method in ("bp", "dllp"):
+        assert 0.0 <= fair["sizes"]["16"][method]["auc_mean"] <= 1.0
+    bp_run = fair["sizes"]["16"]["bp"]["runs"][0]
     assert set(bp_run["timings"]) == {"knn", "bp", "train"}
-    assert "| 8 |" in (tmp_path / "llp_bags.md").read_text()
+    assert bp_run["rounds"][0]["iterations"] >= 1  # loopy BP need not converge: reported
+    assert "| 16 |" in (tmp_path / "llp_bags.md").read_text()
