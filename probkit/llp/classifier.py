@@ -83,7 +83,8 @@ class LLPClassifier(ParamsMixin):
     bandwidth : float or "median", default "median"
         ``h`` of ``s_ij = exp(−d_ij / h)``; ``"median"`` is the median edge distance.
     similarity_strength : float or "auto", default "auto"
-        ``λ_s``; ``"auto"`` picks from :data:`AUTO_SIMILARITY_GRID` by held-out bag loss.
+        ``λ_s``; ``"auto"`` picks from :data:`AUTO_SIMILARITY_GRID` by held-out bag loss (its
+        middle value when no bags are held out).
     bag_strength : float or "auto", default "auto"
         ``λ_b``; ``"auto"`` is a hard count constraint when counts are integers, 10 otherwise.
     pseudo_labels : {"soft", "hard"}, default "soft"
@@ -383,7 +384,8 @@ class LLPClassifier(ParamsMixin):
         strengths = settings["similarity_strength"]
         strengths = AUTO_SIMILARITY_GRID if strengths == "auto" else (strengths,)
         if validation is None:
-            strengths = strengths[len(strengths) // 2 :][:1]  # nothing to select on
+            # No bags held out: nothing to select on, take the grid's middle value.
+            strengths = strengths[len(strengths) // 2 :][:1]
         params, prior = None, None
         if settings["unaries"] == "network":
             # Start from the DLLP network: its logits become the instance evidence of the field.
