@@ -203,6 +203,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(device) for device in jax.devices()],
+        "jax_device_kinds": sorted({device.device_kind for device in jax.devices()}),
         "device_used": str(jax.config.jax_default_device or jax.devices()[0]),
         "x64": bool(jax.config.jax_enable_x64),
         "versions": {

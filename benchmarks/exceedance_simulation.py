@@ -166,6 +166,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seeds", type=int, help="calls per runner (default 4; smoke 2)")
     parser.add_argument("--no-float64", action="store_true", help="skip probkit with float64 paths")
+    parser.add_argument(
+        "--backend",
+        default="cpu",
+        help="JAX backend that runs probkit, e.g. cpu or gpu (default cpu; NumPy is always on CPU)",
+    )
     return parser.parse_args(argv)
 
 
@@ -183,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         The results, as written to the JSON file.
     """
     args = _parse(argv)
-    with jax.enable_x64(True), jax.default_device(jax.devices("cpu")[0]):
+    with jax.enable_x64(True), jax.default_device(jax.devices(args.backend)[0]):
         return _run(args)
 
 
@@ -200,6 +205,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": NAME,
         "smoke": bool(args.smoke),
         "machine": machine_info(),
+        "backend": args.backend,
         "process": {"covariance": f"sech_diffusion({D})", "lam2": lam2, "dt": DT, "level": 0.0},
         "timing": (
             "first_call_s: first call (for probkit: trace + compile + one run); compile_s: "
@@ -212,21 +218,30 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     for n_steps in steps_list:
         for per_batch in batch_points:
             results["runs"].append(
-                _benchmark(cov, n_steps, per_batch, points, seeds, not args.no_float64)
+                _benchmark(
+                    cov, n_steps, per_batch, points, seeds, not args.no_float64, args.backend
+                )
             )
-    results["load_average_after"] = list(os.getloadavg())
-    write_results(args.out, NAME, results, _markdown(results))
+            # Written after every configuration, so that an interrupted run keeps what it did.
+            results["load_average_after"] = list(os.getloadavg())
+            write_results(args.out, NAME, results, _markdown(results))
     return results
 
 
 def _benchmark(
-    cov, n_steps: int, per_batch: int, points: int, seeds: list[int], float64: bool
+    cov,
+    n_steps: int,
+    per_batch: int,
+    points: int,
+    seeds: list[int],
+    float64: bool,
+    backend: str,
 ) -> dict[str, Any]:
     """Time probkit (float32 and float64 paths) and NumPy on one path length and batch size."""
     from probkit.exceedance.simulate import circulant_embedding, simulate_excursions
 
     lam2 = float(cov.lam2)
-    cpu = jax.devices("cpu")[:1]
+    device = jax.devices(backend)[:1]
     eigenvalues, _ = circulant_embedding(cov, n_steps, DT)
     sqrt_eigenvalues = np.sqrt(eigenvalues / eigenvalues.size)
     edges = np.arange(0.0, n_steps * DT + 0.5, 0.5)
@@ -251,7 +266,7 @@ def _benchmark(
                     bins=edges,
                     persistence_times=PERSISTENCE_TIMES,
                     dtype=dtype,
-                    devices=cpu,
+                    devices=device,
                 )
             compile_seconds[label].append(clock.seconds)
             return {
@@ -311,7 +326,7 @@ def _markdown(results: dict[str, Any]) -> str:
         "# Excursion simulation: probkit vs NumPy" + (" (smoke size)" if results["smoke"] else ""),
         "",
         f"Machine: {machine['platform']}, {machine['cpu_count']} CPU cores, JAX backend "
-        f"{machine['jax_backend']} (one CPU device). Versions: {versions}. Run {machine['date']}. "
+        f"{machine['jax_backend']}, probkit on one {results.get('backend', 'cpu')} device. Versions: {versions}. Run {machine['date']}. "
         f"Load average (1/5/15 min) before: {machine['load_average_1_5_15_min']}, after: "
         f"{results['load_average_after']}.",
         "",

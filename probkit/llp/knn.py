@@ -47,8 +47,9 @@ class KNNGraph(NamedTuple):
     neighbours: np.ndarray
 
 
-@functools.partial(jax.jit, static_argnames=("k", "metric"))
-def _block_neighbours(queries, offset, points, norms, k: int, metric: str):
+@functools.partial(jax.jit, static_argnames=("block", "k", "metric"))
+def _block_neighbours(padded, offset, points, norms, block: int, k: int, metric: str):
+    queries = jax.lax.dynamic_slice_in_dim(padded, offset, block)
     products = queries @ points.T
     if metric == "cosine":
         distances = 1.0 - products  # rows are unit vectors
@@ -64,19 +65,22 @@ def _block_neighbours(queries, offset, points, norms, k: int, metric: str):
 
 def _exact_neighbours(points: np.ndarray, k: int, metric: str):
     n = points.shape[0]
-    block = int(max(1, min(n, _BLOCK_ENTRIES // n)))
+    # An accelerator takes larger distance blocks: fewer, bigger products keep it busy.
+    entries = _BLOCK_ENTRIES if jax.default_backend() == "cpu" else 8 * _BLOCK_ENTRIES
+    block = int(max(1, min(n, entries // n)))
     data = jnp.asarray(points, jnp.float32)
     norms = jnp.sum(data**2, axis=1)
     padded = np.zeros((-(-n // block) * block, points.shape[1]), np.float32)
     padded[:n] = points
+    queries = jnp.asarray(padded)
     index, distance = [], []
+    # The blocks stay on the device until the end: no host round trip per block, so that
+    # dispatch runs ahead of the accelerator.
     for start in range(0, n, block):
-        i, d = _block_neighbours(
-            jnp.asarray(padded[start : start + block]), start, data, norms, k, metric
-        )
-        index.append(np.asarray(i))
-        distance.append(np.asarray(d))
-    return np.concatenate(index)[:n], np.concatenate(distance)[:n]
+        i, d = _block_neighbours(queries, start, data, norms, block, k, metric)
+        index.append(i)
+        distance.append(d)
+    return np.asarray(jnp.concatenate(index))[:n], np.asarray(jnp.concatenate(distance))[:n]
 
 
 def _faiss_neighbours(points: np.ndarray, k: int, metric: str):

@@ -17,3 +17,18 @@ def test_llp_benchmark_smoke(tmp_path):
     assert set(bp_run["timings"]) == {"knn", "bp", "train"}
     assert bp_run["rounds"][0]["iterations"] >= 1  # loopy BP need not converge: reported
     assert "| 16 |" in (tmp_path / "llp_bags.md").read_text()
+
+
+def test_llp_scale_benchmark_smoke(tmp_path):
+    module = load("llp_scale")
+    assert module.main(["--smoke", "--knn-backend", "exact", "--out", str(tmp_path)]) == 0
+    (run,) = json.loads((tmp_path / "llp_scale.json").read_text())["runs"]
+    assert run["rows"] == 1024
+    assert run["knn"]["edges"] >= 1024 * 5 // 2
+    for stage in ("knn", "bp", "train"):
+        assert run[stage]["first_call_s"] > 0
+        assert run[stage]["steady_s"] > 0
+    # The marginals and the network both beat chance on the logistic model's labels.
+    assert run["bp"]["marginal_auc"] > 0.6
+    assert run["train"]["test_auc"] > 0.55
+    assert "| 1e+03 | 16 | exact |" in (tmp_path / "llp_scale.md").read_text()

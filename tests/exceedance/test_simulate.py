@@ -230,6 +230,21 @@ SHARDING_SCRIPT = textwrap.dedent("""
 """)
 
 
+def test_the_default_batch_leaves_enough_batches_for_standard_errors(monkeypatch):
+    # On an accelerator the default batch (2^25 points) held a whole quick simulation, one
+    # batch, and every standard error came out NaN. Emulate that batch on the CPU.
+    from probkit.exceedance import simulate
+
+    monkeypatch.setitem(simulate._SAMPLES_PER_BATCH, "cpu", 2**25)
+    sim = _run(sech_diffusion(2.0), 3, 512, 0.1, batch_size=None)
+    assert (sim.batch_size, sim.n_batches) == (BATCH, 16)  # the file's compiled shape
+    assert np.isfinite(sim.crossing_intensity_se)
+    assert sim.crossing_intensity_se > 0
+    with pytest.warns(UserWarning, match="one batch"):
+        single = _run(sech_diffusion(2.0), 3, BATCH, 0.1)
+    assert np.isnan(single.crossing_intensity_se)
+
+
 def test_one_and_four_devices_and_batch_sizes_give_the_same_statistics():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu")  # fmt: skip
