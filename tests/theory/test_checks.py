@@ -43,6 +43,7 @@ def test_every_shipped_check_is_documented_and_registered_once():
         "circular",
         "cluster",
         "llp",
+        "meta",
     }
 
 

@@ -1,0 +1,309 @@
+"""Checks of the conjugate normal-inverse-Wishart toolkit behind NIW hierarchical meta-learning.
+
+Exact checks: the conjugate update and the marginal likelihood satisfy Bayes' identity
+``log p(D) = log p(D | φ) + log p(φ) - log p(φ | D)`` at random ``φ`` (full and diagonal forms,
+weighted and padded data included); the densities agree with scipy's ``invwishart`` and
+``normal_inverse_gamma``; the predictive agrees with scipy's ``multivariate_t`` and with the
+ratio of marginal likelihoods ``p(D ∪ {x}) / p(D)``. Statistical checks: the closed-form KL
+divergences and the expected Gaussian KL against Monte Carlo averages, and the sampler's moments
+against the closed-form means.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.distributions.kl import kl_divergence
+from scipy import stats
+
+from probkit.distributions import NormalInverseGamma, NormalInverseWishart
+from probkit.theory.calibration import holm_combined_p_value, mean_z_test
+from probkit.theory.check import CheckContext, Outcome, register
+
+__all__: list[str] = []
+
+EXACT_TOLERANCE = 1e-10
+"""Log densities of order 100 in float64: agreement to 1e-10 leaves room for rounding only."""
+
+
+def _random_niw_parameters(rng, d):
+    a = rng.standard_normal((d, d))
+    return (
+        rng.standard_normal(d),
+        rng.uniform(0.5, 3.0),
+        d + 1.0 + rng.uniform(0.5, 4.0),
+        a @ a.T + d * np.eye(d),
+    )
+
+
+def _random_nig_parameters(rng, d):
+    return (
+        rng.standard_normal(d),
+        rng.uniform(0.5, 3.0, d),
+        rng.uniform(1.5, 4.0, d),
+        rng.uniform(0.3, 2.0, d),
+    )
+
+
+def _random_niw(rng, d):
+    return NormalInverseWishart(*_random_niw_parameters(rng, d))
+
+
+def _random_nig(rng, d):
+    return NormalInverseGamma(*_random_nig_parameters(rng, d))
+
+
+@jax.jit
+def _bayes_terms(key, x, weights, niw_parameters, nig_parameters):
+    # Compiled once: eager calls would compile every small operation on its own.
+    prior = NormalInverseWishart(*niw_parameters)
+    phi = prior.sample(key)
+    posterior = prior.posterior(x, weights)
+    niw = (
+        phi,
+        prior.log_prob(phi),
+        posterior.log_prob(phi),
+        prior.log_marginal_likelihood(x, weights),
+    )
+    diagonal = NormalInverseGamma(*nig_parameters)
+    psi = diagonal.sample(jax.random.fold_in(key, 1))
+    nig = (
+        psi,
+        diagonal.log_prob(psi),
+        diagonal.posterior(x).log_prob(psi),
+        diagonal.log_marginal_likelihood(x),
+    )
+    return niw, nig
+
+
+@register(capability="meta", kind="exact")
+def conjugate_update_satisfies_bayes_identity(context: CheckContext) -> Outcome:
+    """log p(D) = log p(D|φ) + log p(φ) − log p(φ|D) at random φ, full and diagonal NIW."""
+    rng = np.random.default_rng(context.seed)
+    repeats = context.pick(quick=4, full=20)
+    errors = {"full": 0.0, "weighted": 0.0, "diagonal": 0.0}
+    d, n = 3, 15
+    with jax.enable_x64(True):
+        for r in range(repeats):
+            x = rng.standard_normal((n, d)) * 1.7 + rng.standard_normal(d)
+            # 0 weights pad; fractional weights temper the likelihood.
+            weighted = np.where(rng.random(n) < 0.3, 0.0, rng.uniform(0.2, 1.5, n))
+            niw_parameters = _random_niw_parameters(rng, d)
+            nig_parameters = _random_nig_parameters(rng, d)
+            for label, weights in (("full", np.ones(n)), ("weighted", weighted)):
+                niw, nig = jax.device_get(
+                    _bayes_terms(
+                        jax.random.key(100 * context.seed + r),
+                        x,
+                        weights,
+                        niw_parameters,
+                        nig_parameters,
+                    )
+                )
+                (loc, cov), log_prior, log_posterior, log_evidence = niw
+                likelihood = np.sum(
+                    weights * stats.multivariate_normal.logpdf(x, mean=loc, cov=cov)
+                )
+                error = abs(log_evidence - (likelihood + log_prior - log_posterior))
+                errors[label] = max(errors[label], float(error))
+            (loc, var), log_prior, log_posterior, log_evidence = nig
+            likelihood = np.sum(stats.norm.logpdf(x, loc, np.sqrt(var)))
+            error = abs(log_evidence - (likelihood + log_prior - log_posterior))
+            errors["diagonal"] = max(errors["diagonal"], float(error))
+    return Outcome.at_most(
+        max(errors.values()),
+        EXACT_TOLERANCE,
+        description="max |log p(D) − Bayes identity| (float64)",
+        details={"max_error": errors, "repeats": repeats},
+    )
+
+
+@jax.jit
+def _scipy_terms(key, x, new, niw_parameters, nig_parameters):
+    prior = NormalInverseWishart(*niw_parameters)
+    _, cov = prior.sample(key)
+    posterior = prior.posterior(x)
+    both = jax.vmap(lambda row: jnp.concatenate([x, row[None]]))(new)
+    niw = {
+        "covariance": cov,
+        "log_iw": prior._inverse_wishart().log_prob(cov),
+        "predictive": posterior.predictive().log_prob(new),
+        "ratio": jax.vmap(prior.log_marginal_likelihood)(both) - prior.log_marginal_likelihood(x),
+        "posterior": (posterior.loc, posterior.kappa, posterior.df, posterior.scale_matrix),
+    }
+    diagonal = NormalInverseGamma(*nig_parameters)
+    psi = diagonal.sample(jax.random.fold_in(key, 1))
+    nig = {
+        "value": psi,
+        "log_prob": diagonal.log_prob(psi),
+        "predictive": jnp.sum(diagonal.posterior(x).predictive().log_prob(new), axis=-1),
+        "ratio": jax.vmap(diagonal.log_marginal_likelihood)(both)
+        - diagonal.log_marginal_likelihood(x),
+    }
+    return niw, nig
+
+
+@register(capability="meta", kind="exact")
+def densities_and_predictives_agree_with_scipy(context: CheckContext) -> Outcome:
+    """IW and NIG densities match scipy; predictives match multivariate_t and p(D∪{x})/p(D)."""
+    rng = np.random.default_rng(context.seed)
+    errors: dict[str, float] = {}
+
+    def record(name, a, b):
+        errors[name] = max(errors.get(name, 0.0), float(np.max(np.abs(np.asarray(a) - b))))
+
+    with jax.enable_x64(True):
+        for r in range(context.pick(quick=4, full=16)):
+            d = 2 + r % 2
+            niw_parameters = _random_niw_parameters(rng, d)
+            nig_parameters = _random_nig_parameters(rng, d)
+            x = rng.standard_normal((10, d)) + 0.5
+            new = rng.standard_normal((4, d)) * 2.0
+            niw, nig = jax.device_get(
+                _scipy_terms(jax.random.key(r), x, new, niw_parameters, nig_parameters)
+            )
+            _, _, df, scale = niw_parameters
+            record(
+                "inverse_wishart_vs_scipy",
+                niw["log_iw"],
+                stats.invwishart.logpdf(niw["covariance"], df=df, scale=scale),
+            )
+            loc_n, kappa_n, df_n, scale_n = niw["posterior"]
+            t_df = df_n - d + 1
+            t_shape = scale_n * (kappa_n + 1) / (kappa_n * t_df)
+            reference = stats.multivariate_t.logpdf(new, loc=loc_n, shape=t_shape, df=t_df)
+            record("niw_predictive_vs_scipy_t", niw["predictive"], reference)
+            record("niw_predictive_vs_marginal_ratio", niw["predictive"], niw["ratio"])
+            loc, var = nig["value"]
+            m, kappa, a, b = nig_parameters
+            reference = sum(
+                stats.normal_inverse_gamma(mu=m[k], lmbda=kappa[k], a=a[k], b=b[k]).logpdf(
+                    loc[k], var[k]
+                )
+                for k in range(d)
+            )
+            record("nig_vs_scipy", nig["log_prob"], reference)
+            record("nig_predictive_vs_marginal_ratio", nig["predictive"], nig["ratio"])
+    return Outcome.at_most(
+        max(errors.values()),
+        EXACT_TOLERANCE,
+        description="max |probkit − reference| over log densities (float64)",
+        details=errors,
+    )
+
+
+@functools.partial(jax.jit, static_argnames="draws")
+def _kl_terms(key, draws, niw_p, niw_q, nig_p, nig_q, mean, covariance, variances):
+    p, q = NormalInverseWishart(*niw_p), NormalInverseWishart(*niw_q)
+    g, h = NormalInverseGamma(*nig_p), NormalInverseGamma(*nig_q)
+    sample = p.sample(jax.random.fold_in(key, 0), (draws,))
+    diagonal = g.sample(jax.random.fold_in(key, 1), (draws,))
+    monte_carlo = {
+        "kl_niw": p.log_prob(sample) - q.log_prob(sample),
+        "kl_nig": g.log_prob(diagonal) - h.log_prob(diagonal),
+    }
+    closed_form = {
+        "kl_niw": kl_divergence(p, q),
+        "kl_nig": kl_divergence(g, h),
+        "expected_gaussian_kl_niw": p.expected_gaussian_kl(mean, covariance),
+        "expected_gaussian_kl_nig": g.expected_gaussian_kl(mean, variances),
+    }
+    return sample, diagonal, monte_carlo, closed_form
+
+
+def _gaussian_kl(mean, covariance, loc, cov):
+    """KL(N(mean, covariance) ‖ N(loc_i, cov_i)) for every draw i, in NumPy."""
+    d = mean.shape[-1]
+    diff = loc - mean
+    quadratic = np.einsum("ni,ni->n", diff, np.linalg.solve(cov, diff[..., None])[..., 0])
+    trace = np.trace(
+        np.linalg.solve(cov, np.broadcast_to(covariance, cov.shape)), axis1=-2, axis2=-1
+    )
+    log_det_ratio = np.linalg.slogdet(cov)[1] - np.linalg.slogdet(covariance)[1]
+    return 0.5 * (trace + quadratic - d + log_det_ratio)
+
+
+@register(capability="meta", kind="statistical")
+def kl_divergences_match_monte_carlo(context: CheckContext) -> Outcome:
+    """Closed-form KL(NIW‖NIW), KL(NIG‖NIG) and E KL(N(m,V)‖N(μ,Σ)) equal Monte Carlo means."""
+    rng = np.random.default_rng(context.seed)
+    draws = context.pick(quick=100_000, full=1_000_000)
+    d = 3
+    mean = rng.standard_normal(d)
+    a = rng.standard_normal((d, d))
+    covariance = a @ a.T / d + 0.5 * np.eye(d)
+    variances = rng.uniform(0.2, 2.0, d)
+    with jax.enable_x64(True):
+        sample, diagonal, monte_carlo, closed_form = jax.device_get(
+            _kl_terms(
+                jax.random.key(context.seed),
+                draws,
+                _random_niw_parameters(rng, d),
+                _random_niw_parameters(rng, d),
+                _random_nig_parameters(rng, d),
+                _random_nig_parameters(rng, d),
+                mean,
+                covariance,
+                variances,
+            )
+        )
+    loc, var = diagonal
+    monte_carlo["expected_gaussian_kl_niw"] = _gaussian_kl(mean, covariance, *sample)
+    monte_carlo["expected_gaussian_kl_nig"] = 0.5 * np.sum(
+        variances / var + (mean - loc) ** 2 / var - 1.0 + np.log(var / variances), axis=-1
+    )
+    names = list(closed_form)
+    samples = np.stack([monte_carlo[name] for name in names], axis=1)
+    expected = np.array([closed_form[name] for name in names])
+    z, p_values = mean_z_test(samples, expected)
+    return Outcome.from_p_value(
+        float(np.max(np.abs(z))),
+        holm_combined_p_value(p_values),
+        reference=0.0,
+        description="max |z| of Monte Carlo mean − closed form (Holm over 4)",
+        details={
+            name: {"closed_form": float(expected[i]), "z": float(z[i])}
+            for i, name in enumerate(names)
+        },
+    )
+
+
+@functools.partial(jax.jit, static_argnames="draws")
+def _draws(key, draws, niw_parameters, nig_parameters):
+    full = NormalInverseWishart(*niw_parameters).sample(jax.random.fold_in(key, 0), (draws,))
+    diagonal = NormalInverseGamma(*nig_parameters).sample(jax.random.fold_in(key, 1), (draws,))
+    return full, diagonal
+
+
+@register(capability="meta", kind="statistical")
+def samplers_match_the_closed_form_means(context: CheckContext) -> Outcome:
+    """Sample means of μ and Σ (σ²) equal m and Ψ/(ν − d − 1) (b/(a − 1)), full and diagonal."""
+    rng = np.random.default_rng(context.seed)
+    draws = context.pick(quick=50_000, full=500_000)
+    d = 3
+    a = rng.standard_normal((d, d))
+    # ν > d + 3 and a > 2: Σ and σ² have finite variances, so the z-test applies.
+    m, kappa, df, scale = rng.standard_normal(d), 1.5, d + 6.0, a @ a.T + np.eye(d)
+    m2, kappa2, a2, b2 = rng.standard_normal(d), 2.0, rng.uniform(3.0, 5.0, d), np.ones(d)
+    with jax.enable_x64(True):
+        (loc, cov), (loc2, var2) = jax.device_get(
+            _draws(
+                jax.random.key(context.seed + 1),
+                draws,
+                (m, kappa, df, scale),
+                (m2, kappa2, a2, b2),
+            )
+        )
+    samples = np.concatenate([loc, cov.reshape(draws, -1), loc2, var2], axis=1)
+    expected = np.concatenate([m, (scale / (df - d - 1)).ravel(), m2, b2 / (a2 - 1)])
+    z, p_values = mean_z_test(samples, expected)
+    return Outcome.from_p_value(
+        float(np.max(np.abs(z))),
+        holm_combined_p_value(p_values),
+        reference=0.0,
+        description=f"max |z| over {expected.size} sample means (Holm)",
+        details={"draws": draws, "z": z.tolist()},
+    )
