@@ -270,9 +270,19 @@ class NormalInverseWishart(Distribution):
     def log_prob(self, value):
         """``log p(μ, Σ)`` of a pair ``value = (μ, Σ)``."""
         loc, covariance = value
-        log_iw = self._inverse_wishart().log_prob(covariance)
         tril = jnp.linalg.cholesky(covariance)
         d = self.dimension
+        # The inverse-Wishart density written out: NumPyro's (a transformed distribution)
+        # stalled XLA on CPU for batches of 40,000 matrices and more.
+        tril, scale = jnp.broadcast_arrays(tril, self.scale_matrix)
+        trace = jnp.trace(_solve_psd(tril, scale), axis1=-2, axis2=-1)
+        log_iw = (
+            0.5 * self.df * _logdet(self._scale_tril)
+            - 0.5 * self.df * d * _LOG_2
+            - multigammaln(self.df / 2.0, d)
+            - 0.5 * (self.df + d + 1.0) * _logdet(tril)
+            - 0.5 * trace
+        )
         log_normal = (
             -0.5 * d * math.log(2.0 * math.pi)
             + 0.5 * d * jnp.log(self.kappa)
@@ -377,7 +387,8 @@ class NormalInverseWishart(Distribution):
         """
         mean, covariance = _float(mean), _float(covariance)
         d = self.dimension
-        trace = jnp.trace(_solve_psd(self._scale_tril, covariance), axis1=-2, axis2=-1)
+        scale_tril, covariance = jnp.broadcast_arrays(self._scale_tril, covariance)
+        trace = jnp.trace(_solve_psd(scale_tril, covariance), axis1=-2, axis2=-1)
         quadratic = _quadratic(self._scale_tril, mean - self.loc)
         log_det_v = _logdet(jnp.linalg.cholesky(covariance))
         return 0.5 * (

@@ -16,10 +16,22 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from numpyro.distributions.kl import kl_divergence
-from scipy import stats
+from scipy import optimize, stats
+from statsmodels.stats import meta_analysis
 
 from probkit.distributions import NormalInverseGamma, NormalInverseWishart
+from probkit.meta import (
+    DiagonalNIW,
+    GaussianFit,
+    NIWMeta,
+    episode_meta_loss,
+    linear_gaussian_episodes,
+    linear_gaussian_fit,
+    local_posterior,
+    random_effects_meta_loss,
+)
 from probkit.theory.calibration import holm_combined_p_value, mean_z_test
 from probkit.theory.check import CheckContext, Outcome, register
 
@@ -196,11 +208,17 @@ def densities_and_predictives_agree_with_scipy(context: CheckContext) -> Outcome
 
 
 @functools.partial(jax.jit, static_argnames="draws")
-def _kl_terms(key, draws, niw_p, niw_q, nig_p, nig_q, mean, covariance, variances):
+def _kl_draws(key, draws, niw_p, nig_p):
+    full = NormalInverseWishart(*niw_p).sample(jax.random.fold_in(key, 0), (draws,))
+    diagonal = NormalInverseGamma(*nig_p).sample(jax.random.fold_in(key, 1), (draws,))
+    return full, diagonal
+
+
+@jax.jit
+def _kl_values(sample, diagonal, niw_p, niw_q, nig_p, nig_q, mean, covariance, variances):
+    # Compiled apart from the sampling: one program doing both stalled XLA on CPU at 1e5 draws.
     p, q = NormalInverseWishart(*niw_p), NormalInverseWishart(*niw_q)
     g, h = NormalInverseGamma(*nig_p), NormalInverseGamma(*nig_q)
-    sample = p.sample(jax.random.fold_in(key, 0), (draws,))
-    diagonal = g.sample(jax.random.fold_in(key, 1), (draws,))
     monte_carlo = {
         "kl_niw": p.log_prob(sample) - q.log_prob(sample),
         "kl_nig": g.log_prob(diagonal) - h.log_prob(diagonal),
@@ -211,7 +229,7 @@ def _kl_terms(key, draws, niw_p, niw_q, nig_p, nig_q, mean, covariance, variance
         "expected_gaussian_kl_niw": p.expected_gaussian_kl(mean, covariance),
         "expected_gaussian_kl_nig": g.expected_gaussian_kl(mean, variances),
     }
-    return sample, diagonal, monte_carlo, closed_form
+    return monte_carlo, closed_form
 
 
 def _gaussian_kl(mean, covariance, loc, cov):
@@ -237,19 +255,13 @@ def kl_divergences_match_monte_carlo(context: CheckContext) -> Outcome:
     covariance = a @ a.T / d + 0.5 * np.eye(d)
     variances = rng.uniform(0.2, 2.0, d)
     with jax.enable_x64(True):
-        sample, diagonal, monte_carlo, closed_form = jax.device_get(
-            _kl_terms(
-                jax.random.key(context.seed),
-                draws,
-                _random_niw_parameters(rng, d),
-                _random_niw_parameters(rng, d),
-                _random_nig_parameters(rng, d),
-                _random_nig_parameters(rng, d),
-                mean,
-                covariance,
-                variances,
-            )
+        niw_p, niw_q = _random_niw_parameters(rng, d), _random_niw_parameters(rng, d)
+        nig_p, nig_q = _random_nig_parameters(rng, d), _random_nig_parameters(rng, d)
+        sample, diagonal = _kl_draws(jax.random.key(context.seed), draws, niw_p, nig_p)
+        monte_carlo, closed_form = jax.device_get(
+            _kl_values(sample, diagonal, niw_p, niw_q, nig_p, nig_q, mean, covariance, variances)
         )
+        sample, diagonal = jax.device_get((sample, diagonal))
     loc, var = diagonal
     monte_carlo["expected_gaussian_kl_niw"] = _gaussian_kl(mean, covariance, *sample)
     monte_carlo["expected_gaussian_kl_nig"] = 0.5 * np.sum(
@@ -306,4 +318,197 @@ def samplers_match_the_closed_form_means(context: CheckContext) -> Outcome:
         reference=0.0,
         description=f"max |z| over {expected.size} sample means (Holm)",
         details={"draws": draws, "z": z.tolist()},
+    )
+
+
+# --- NIW meta-learning --------------------------------------------------------------------------
+
+
+def _random_meta_prior(rng, d):
+    return DiagonalNIW(
+        jnp.asarray(rng.standard_normal(d)),
+        jnp.asarray(rng.uniform(0.3, 2.0, d)),
+        jnp.asarray(rng.uniform(2.0, 20.0)),
+        jnp.asarray(rng.uniform(0.5, 3.0)),
+    )
+
+
+def _random_fits(rng, d):
+    a = rng.standard_normal((d, d))
+    diagonal = GaussianFit(
+        jnp.asarray(rng.standard_normal(d)), jnp.asarray(rng.uniform(0.2, 5.0, d))
+    )
+    full = GaussianFit(jnp.asarray(rng.standard_normal(d)), jnp.asarray(a @ a.T + 0.3 * np.eye(d)))
+    return diagonal, full
+
+
+@jax.jit
+def _meta_terms(prior, fit):
+    direct = episode_meta_loss(prior, fit)
+    random_effects = random_effects_meta_loss(prior, fit)
+    gradient = jax.grad(lambda loc: episode_meta_loss(prior._replace(loc=loc), fit))(prior.loc)
+    return direct, random_effects, gradient
+
+
+@register(capability="meta", kind="exact")
+def meta_loss_is_a_random_effects_likelihood(context: CheckContext) -> Outcome:
+    """f + ½g at the local optimum = −log N(m̄; m₀, Ā⁻¹ + (n₀Γ₀)⁻¹) + constants; ∇m₀ = −W(m̄ − m₀)."""
+    rng = np.random.default_rng(context.seed)
+    errors = {"loss_diagonal": 0.0, "loss_full": 0.0, "reptile_gradient": 0.0}
+    with jax.enable_x64(True):
+        for _ in range(context.pick(quick=4, full=20)):
+            d = 4
+            prior = _random_meta_prior(rng, d)
+            for label, fit in zip(
+                ("loss_diagonal", "loss_full"), _random_fits(rng, d), strict=True
+            ):
+                direct, random_effects, gradient = jax.device_get(_meta_terms(prior, fit))
+                errors[label] = max(errors[label], abs(float(direct - random_effects)))
+                precision = np.asarray(fit.precision)
+                within = np.linalg.inv(precision) if precision.ndim == 2 else np.diag(1 / precision)
+                between = np.diag(1.0 / np.asarray(prior.df * prior.precision))
+                weight = np.linalg.inv(within + between)
+                reptile = -weight @ (np.asarray(fit.mean) - np.asarray(prior.loc))
+                errors["reptile_gradient"] = max(
+                    errors["reptile_gradient"], float(np.max(np.abs(gradient - reptile)))
+                )
+    return Outcome.at_most(
+        max(errors.values()),
+        EXACT_TOLERANCE,
+        description="max |meta-loss − random-effects form|, |∇m₀ − (−W(m̄ − m₀))|",
+        details=errors,
+    )
+
+
+@register(capability="meta", kind="exact")
+def local_closed_form_is_the_numerical_optimum(context: CheckContext) -> Outcome:
+    """The closed-form (m*, V*) minimises E_q ½(θ−m̄)ᵀĀ(θ−m̄) + E KL(q‖N(μ,Σ)) (BFGS, diagonal q)."""
+    rng = np.random.default_rng(context.seed)
+    d = 5
+    worst = 0.0
+    with jax.enable_x64(True):
+        objective = jax.jit(
+            lambda z, prior, fit: _local_objective(prior, fit, z[:d], jnp.exp(z[d:]))
+        )
+        gradient = jax.jit(jax.grad(lambda z, prior, fit: objective(z, prior, fit)))
+        for _ in range(context.pick(quick=2, full=10)):
+            prior = _random_meta_prior(rng, d)
+            fit, _ = _random_fits(rng, d)
+            result = optimize.minimize(
+                lambda z, prior=prior, fit=fit: float(objective(z, prior, fit)),
+                np.zeros(2 * d),
+                jac=lambda z, prior=prior, fit=fit: np.asarray(gradient(z, prior, fit)),
+                method="BFGS",
+                options={"gtol": 1e-12, "maxiter": 10_000},
+            )
+            closed = local_posterior(prior, fit)
+            worst = max(
+                worst,
+                float(np.max(np.abs(result.x[:d] - closed.mean))),
+                float(np.max(np.abs(np.exp(result.x[d:]) / closed.covariance - 1))),
+            )
+    return Outcome.at_most(
+        worst,
+        1e-6,
+        description="max |BFGS − closed form| (mean; relative for variances)",
+        details={"dimension": d},
+    )
+
+
+def _local_objective(prior, fit, mean, variances):
+    """E_{N(mean, diag(variances))} ½(θ − m̄)ᵀĀ(θ − m̄) + E_{q(φ)} KL, written out directly."""
+    diff = mean - fit.mean
+    expected_fit = 0.5 * jnp.sum(fit.precision * (diff**2 + variances))
+    return expected_fit + prior.as_distribution().expected_gaussian_kl(mean, variances)
+
+
+@register(capability="meta", kind="exact")
+def local_posterior_is_the_exact_linear_gaussian_update(context: CheckContext) -> Outcome:
+    """For y = Φθ + ε the closed form is the CAVI update: Bayesian regression with N(m₀, (n₀Γ₀)⁻¹)."""
+    rng = np.random.default_rng(context.seed)
+    worst = 0.0
+    with jax.enable_x64(True):
+        for n in (2, 12):  # fewer rows than parameters, and more
+            d, noise = 4, 0.7
+            design = rng.standard_normal((n, d))
+            targets = rng.standard_normal(n)
+            prior = _random_meta_prior(rng, d)
+            closed = local_posterior(prior, linear_gaussian_fit(design, targets, noise))
+            # Bayesian linear regression with prior N(m₀, diag(1/(n₀γ₀))), written in NumPy.
+            prior_precision = np.diag(np.asarray(prior.df * prior.precision))
+            precision = design.T @ design / noise + prior_precision
+            covariance = np.linalg.inv(precision)
+            mean = covariance @ (
+                design.T @ targets / noise + prior_precision @ np.asarray(prior.loc)
+            )
+            worst = max(
+                worst,
+                float(np.max(np.abs(np.asarray(closed.mean) - mean))),
+                float(np.max(np.abs(np.asarray(closed.covariance) - covariance))),
+            )
+    return Outcome.at_most(
+        worst, EXACT_TOLERANCE, description="max |closed form − regression posterior|"
+    )
+
+
+@register(capability="meta", kind="exact")
+def meta_training_reaches_the_random_effects_estimate(context: CheckContext) -> Outcome:
+    """Full-batch NIW-Meta on linear-Gaussian episodes reaches the random-effects MLE of (μ, τ²).
+
+    The MLE is found independently by Nelder–Mead on the random-effects likelihood; τ² is also
+    compared with statsmodels' Paule–Mandel estimate (a different estimator: within 15 %).
+    """
+    num = context.pick(quick=300, full=3000)
+    with jax.enable_x64(True):
+        mean, between, noise = np.array([0.8]), np.array([0.5]), 1.0
+        data = linear_gaussian_episodes(jax.random.key(context.seed), num, 6, mean, between, noise)
+        fits = jax.vmap(lambda x, y: linear_gaussian_fit(x, y, noise))(data.design, data.targets)
+        estimates = np.asarray(fits.mean[:, 0])
+        within = 1.0 / np.asarray(fits.precision[:, 0, 0])
+
+        def negative_log_likelihood(z):
+            total = within + np.exp(z[1])
+            return 0.5 * np.mean(np.log(total) + (estimates - z[0]) ** 2 / total)
+
+        reference = optimize.minimize(
+            negative_log_likelihood,
+            np.array([0.0, 0.0]),
+            method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 20_000},
+        ).x
+        learner = NIWMeta(
+            lambda params, episode: 0.0,
+            jnp.zeros(1),
+            fit=lambda key, start, episode: linear_gaussian_fit(episode[0], episode[1], noise),
+            optimizer=optax.adam(0.05),
+            learn_df=False,
+        )
+        state = learner.init()
+        episodes = (data.design, data.targets)
+        for step in range(600):
+            state, _ = learner.update(jax.random.key(step), state, episodes)
+        prior = learner.prior(state)
+        learned = (float(prior.loc[0]), float(1.0 / (prior.df * prior.precision[0])))
+    paule_mandel = float(
+        meta_analysis.combine_effects(estimates, within, method_re="iterated").tau2
+    )
+    mle = (float(reference[0]), float(np.exp(reference[1])))
+    # Each error over its tolerance: the learner against the MLE (1e-3, optimisation error), and
+    # the MLE's τ² against Paule–Mandel's (a different estimator: 15 %).
+    ratios = {
+        "mean_vs_mle": abs(learned[0] - mle[0]) / 1e-3,
+        "tau2_vs_mle": abs(learned[1] / mle[1] - 1) / 1e-3,
+        "tau2_vs_paule_mandel": abs(learned[1] / paule_mandel - 1) / 0.15,
+    }
+    return Outcome.at_most(
+        max(ratios.values()),
+        1.0,
+        description="max error / tolerance (MLE: 1e-3; Paule–Mandel τ²: 15 %)",
+        details={
+            **ratios,
+            "learned": learned,
+            "mle": mle,
+            "tau2_paule_mandel": paule_mandel,
+            "episodes": num,
+        },
     )

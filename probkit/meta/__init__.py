@@ -1,0 +1,41 @@
+"""NIW hierarchical meta-learning (Kim & Hospedales, ICLR 2024).
+
+Closed-form local posteriors under a normal-inverse-Wishart global prior, one-time episodic
+updates of that prior with optax, Gaussian fits of episode losses, and offline episode
+generators.
+"""
+
+from probkit.meta.core import (
+    DiagonalNIW,
+    GaussianFit,
+    LocalPosterior,
+    episode_meta_loss,
+    local_posterior,
+    random_effects_meta_loss,
+)
+from probkit.meta.fits import laplace_fit, linear_gaussian_fit, sgld_fit
+from probkit.meta.learner import MetaState, NIWMeta
+from probkit.meta.tasks import (
+    LinearGaussianEpisodes,
+    SinusoidEpisodes,
+    linear_gaussian_episodes,
+    sinusoid_episodes,
+)
+
+__all__ = [
+    "DiagonalNIW",
+    "GaussianFit",
+    "LinearGaussianEpisodes",
+    "LocalPosterior",
+    "MetaState",
+    "NIWMeta",
+    "SinusoidEpisodes",
+    "episode_meta_loss",
+    "laplace_fit",
+    "linear_gaussian_episodes",
+    "linear_gaussian_fit",
+    "local_posterior",
+    "random_effects_meta_loss",
+    "sgld_fit",
+    "sinusoid_episodes",
+]
