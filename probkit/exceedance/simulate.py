@@ -848,6 +848,8 @@ def simulate_excursions(
             f"{_INT32_LIMIT // (n_steps + 1)})."
         )
     n_batches = -(-n_paths // batch_size)
+
+    eigenvalues, min_ratio = circulant_embedding(covariance, n_steps, dt)
     if n_batches < 2:
         warnings.warn(
             f"n_paths = {n_paths} fits in one batch of {batch_size} paths, so the standard "
@@ -855,8 +857,6 @@ def simulate_excursions(
             "or more paths.",
             stacklevel=2,
         )
-
-    eigenvalues, min_ratio = circulant_embedding(covariance, n_steps, dt)
     n_fft = eigenvalues.shape[0]
     accumulate = jnp.result_type(float)
     sqrt_eigenvalues = jnp.asarray(np.sqrt(eigenvalues / n_fft), dtype=dtype)
