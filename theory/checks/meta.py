@@ -60,14 +60,6 @@ def _random_nig_parameters(rng, d):
     )
 
 
-def _random_niw(rng, d):
-    return NormalInverseWishart(*_random_niw_parameters(rng, d))
-
-
-def _random_nig(rng, d):
-    return NormalInverseGamma(*_random_nig_parameters(rng, d))
-
-
 @jax.jit
 def _bayes_terms(key, x, weights, niw_parameters, nig_parameters):
     # Compiled once: eager calls would compile every small operation on its own.
