@@ -9,9 +9,13 @@ the data whatever the number of clusters, and the tree costs a fixed number of p
 level. With several devices every block is sharded over a one-axis mesh (``"rows"``) and the
 per-block reductions become all-reduces: the same code runs on one CPU, one GPU or many.
 
+Passes whose intermediates grow with ``K·d`` or ``d²`` per row run over chunks of rows inside
+the block (`_sum_over_chunks`), so those intermediates stay in cache; the k-means assignment and
+the K-component mixture see only the active clusters, padded to a power of two
+(`RowEngine._active_components`), so they cost what the clusters found cost, not the capacity.
 The compiled functions depend only on the block shape (a power of two set by the memory
-budget, or by n for small data), the capacity ``K`` (the largest number of clusters) and the
-dtype, so data sets of similar sizes reuse them. Rows are never reordered and reductions run in
+budget, or by n for small data), the capacity ``K`` (the largest number of clusters), that
+power of two and the dtype, so data sets of similar sizes reuse them. Rows are never reordered and reductions run in
 a fixed order: the same data on the same devices give bitwise-identical statistics, and other
 row orders or device counts change them only by rounding, far below what the decisions have
 depended on in every test (labels identical). Scatter-adds by cluster (``segment_sum``) are
@@ -20,6 +24,7 @@ deterministic on CPU; on GPU set ``XLA_FLAGS=--xla_gpu_deterministic_ops=true``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -31,12 +36,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 __all__ = ["MixtureParameters", "RowEngine", "regularise_covariances"]
 
 _BLOCK_BYTES = 1 << 26  # budget for the largest per-block intermediate (64 MiB)
-_CHUNK_VALUES = 1 << 18
-"""Values (1 MiB of float32) in the largest intermediate of one inner step of the passes whose
-intermediates grow with ``K·d`` or ``d²`` per row: in chunks of that size they stay in cache. On
-two CPU cores the log-densities of 8192 rows under 64 components took 48 ms at once and 10 ms
-in chunks of 256 rows; the scatter matrices of 65536 rows took 45 ms at once and 24 ms in
-chunks of 1024."""
+_CHUNK_VALUES = {"cpu": 1 << 18, "other": 1 << 24}
+"""Values in the largest intermediate of one inner step of the passes whose intermediates grow
+with ``K·d`` or ``d²`` per row. On CPUs, 2^18 (1 MiB of float32) keeps them in cache: on two
+cores the log-densities of 8192 rows under 64 components took 48 ms at once and 10 ms in chunks
+of 256 rows; the scatter matrices of 65536 rows took 45 ms at once and 24 ms in chunks of 1024.
+Accelerators want few, wide steps instead: 2^24 makes a block one or a few chunks."""
 
 
 class MixtureParameters(NamedTuple):
@@ -61,9 +66,9 @@ def _segment_sum(values, segments, count):
     return jax.ops.segment_sum(values, segments, num_segments=count)
 
 
-def _chunk_rows(block_rows: int, values_per_row: int) -> int:
-    """Rows per chunk: a power of two (block sizes are powers of two) within `_CHUNK_VALUES`."""
-    rows = 1 << max(6, int(math.log2(max(_CHUNK_VALUES // values_per_row, 1))))
+def _chunk_rows(block_rows: int, values_per_row: int, chunk_values: int) -> int:
+    """Rows per chunk: a power of two (block sizes are powers of two) within ``chunk_values``."""
+    rows = 1 << max(6, int(math.log2(max(chunk_values // values_per_row, 1))))
     return min(rows, block_rows)
 
 
@@ -81,13 +86,13 @@ def _unchunk(values):
     return jnp.moveaxis(values, 0, 1).reshape(-1, *values.shape[2:])
 
 
-def _sum_over_chunks(statistics, values_per_row: int, *rows):
+def _sum_over_chunks(statistics, values_per_row: int, chunk_values: int, *rows):
     """``statistics`` of every chunk of the rows, summed in chunk order.
 
-    ``values_per_row`` is the size per row of the largest intermediate of ``statistics``; it
-    sets the chunk size.
+    ``values_per_row`` is the size per row of the largest intermediate of ``statistics``; with
+    ``chunk_values`` (`_CHUNK_VALUES`) it sets the chunk size.
     """
-    size = _chunk_rows(rows[0].shape[0], values_per_row)
+    size = _chunk_rows(rows[0].shape[0], values_per_row, chunk_values)
     chunks = tuple(_chunks(r, size) for r in rows)
     shapes = jax.eval_shape(statistics, *(c[0] for c in chunks))
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
@@ -114,14 +119,14 @@ def _assign_block(x, mask, centers, active, chosen, old_labels):
     return labels, (counts, sums, inertia, changed)
 
 
-@jax.jit
-def _scatter_block(x, mask, labels, centers):
+@functools.partial(jax.jit, static_argnames="chunk_values")
+def _scatter_block(x, mask, labels, centers, *, chunk_values):
     def chunk_scatter(x, mask, labels):
         delta = (x - centers[labels]) * mask[:, None]
         return _segment_sum(delta[:, :, None] * delta[:, None, :], labels, centers.shape[0])
 
     d = x.shape[1]
-    return (_sum_over_chunks(chunk_scatter, d * d, x, mask, labels),)
+    return (_sum_over_chunks(chunk_scatter, d * d, chunk_values, x, mask, labels),)
 
 
 @jax.jit
@@ -138,8 +143,8 @@ def _two_means_block(x, mask, labels, children, old_side):
     return side, (counts, sums, changed)
 
 
-@jax.jit
-def _side_scatter_block(x, mask, labels, side, children):
+@functools.partial(jax.jit, static_argnames="chunk_values")
+def _side_scatter_block(x, mask, labels, side, children, *, chunk_values):
     k = children.shape[0]
 
     def chunk_scatter(x, mask, labels, side):
@@ -148,7 +153,7 @@ def _side_scatter_block(x, mask, labels, side, children):
         return _segment_sum(delta[:, :, None] * delta[:, None, :], segment, 2 * k)
 
     d = x.shape[1]
-    scatter = _sum_over_chunks(chunk_scatter, d * d, x, mask, labels, side)
+    scatter = _sum_over_chunks(chunk_scatter, d * d, chunk_values, x, mask, labels, side)
     return (scatter.reshape(k, 2, *scatter.shape[1:]),)
 
 
@@ -159,8 +164,8 @@ def _log_components(x, means, whiten, log_norm):
     return log_norm - 0.5 * jnp.sum(z * z, axis=-1), delta
 
 
-@jax.jit
-def _em_block(x, mask, labels, side, means, whiten, log_norm):
+@functools.partial(jax.jit, static_argnames="chunk_values")
+def _em_block(x, mask, labels, side, means, whiten, log_norm, *, chunk_values):
     k = means.shape[0]
 
     def chunk_statistics(x, mask, labels, side):
@@ -180,7 +185,7 @@ def _em_block(x, mask, labels, side, means, whiten, log_norm):
         )
 
     d = x.shape[1]
-    return None, _sum_over_chunks(chunk_statistics, 4 * d * d, x, mask, labels, side)
+    return None, _sum_over_chunks(chunk_statistics, 4 * d * d, chunk_values, x, mask, labels, side)
 
 
 @jax.jit
@@ -188,8 +193,8 @@ def _project_block(x, labels, origins, directions):
     return jnp.einsum("bmd,bd->bm", directions[labels], x - origins[labels]), ()
 
 
-@jax.jit
-def _mixture_block(x, mask, means, whiten, log_norm, active):
+@functools.partial(jax.jit, static_argnames="chunk_values")
+def _mixture_block(x, mask, means, whiten, log_norm, active, *, chunk_values):
     def chunk_statistics(x, mask):
         weight = mask.astype(x.dtype)
         log_p, delta = _log_components(x, means, whiten, log_norm)
@@ -204,17 +209,17 @@ def _mixture_block(x, mask, means, whiten, log_norm, active):
         )
 
     k, d = means.shape
-    return None, _sum_over_chunks(chunk_statistics, 3 * k * d, x, mask)
+    return None, _sum_over_chunks(chunk_statistics, 3 * k * d, chunk_values, x, mask)
 
 
-@jax.jit
-def _map_block(x, means, whiten, log_norm, active):
+@functools.partial(jax.jit, static_argnames="chunk_values")
+def _map_block(x, means, whiten, log_norm, active, *, chunk_values):
     def chunk_map(x):
         log_p, _ = _log_components(x, means, whiten, log_norm)
         posterior = jax.nn.softmax(jnp.where(active, log_p, -jnp.inf), axis=1)
         return jnp.argmax(posterior, axis=1).astype(jnp.int32), jnp.max(posterior, axis=1)
 
-    size = _chunk_rows(x.shape[0], 2 * means.shape[0] * x.shape[1])
+    size = _chunk_rows(x.shape[0], 2 * means.shape[0] * x.shape[1], chunk_values)
     component, probability = jax.lax.map(chunk_map, _chunks(x, size))
     return (_unchunk(component), _unchunk(probability)), ()
 
@@ -254,10 +259,11 @@ class RowEngine:
         self.capacity = capacity
         self.dtype = jnp.asarray(0.0).dtype
         devices = list(devices) if devices is not None else jax.devices()[:1]
+        self._chunk = _CHUNK_VALUES["cpu" if devices[0].platform == "cpu" else "other"]
         # The largest per-row intermediates of the passes that work on a whole block at once:
         # distances to every centre and deltas (K + 2d), the projection's gathered directions
         # (up to 8d). The passes whose intermediates grow with K·d or d² run over chunks of
-        # _CHUNK_ROWS rows (`_sum_over_chunks`), whatever the block size.
+        # chunks of rows (`_sum_over_chunks`), whatever the block size.
         itemsize = np.dtype(self.dtype).itemsize
         per_row = itemsize * (max(capacity + 2 * self.d, 8 * self.d) + 8)
         budget = 1 << max(8, int(math.log2(max(_BLOCK_BYTES // per_row, 1))))
@@ -335,7 +341,9 @@ class RowEngine:
         """Per-cluster scatter ``Σ (x − c)(x − c)ᵀ`` around ``centers``, shape ``(K, d, d)``."""
         args = zip(self.blocks, self.masks, self.labels, strict=True)
         _, (scatter,) = self._reduce(
-            lambda x, m, lab, c: (None, _scatter_block(x, m, lab, c)), args, self._device(centers)
+            lambda x, m, lab, c: (None, _scatter_block(x, m, lab, c, chunk_values=self._chunk)),
+            args,
+            self._device(centers),
         )
         return scatter
 
@@ -365,7 +373,10 @@ class RowEngine:
         # The sides' scatter matrices around their means: O(d²) per row, so one pass at the end.
         args = zip(self.blocks, self.masks, self.labels, self.side, strict=True)
         _, (scatter,) = self._reduce(
-            lambda x, m, lab, sd, ch: (None, _side_scatter_block(x, m, lab, sd, ch)),
+            lambda x, m, lab, sd, ch: (
+                None,
+                _side_scatter_block(x, m, lab, sd, ch, chunk_values=self._chunk),
+            ),
             args,
             self._device(children),
         )
@@ -390,7 +401,7 @@ class RowEngine:
             whiten, log_norm = gaussian_factors(covs, weights, self.dtype)
             args = zip(self.blocks, self.masks, self.labels, self.side, strict=True)
             _, (mass, first, second, loglik, overlap_now, agree_now) = self._reduce(
-                lambda x, m, lab, s, *p: _em_block(x, m, lab, s, *p),
+                lambda x, m, lab, s, *p: _em_block(x, m, lab, s, *p, chunk_values=self._chunk),
                 args,
                 self._device(means),
                 whiten,
@@ -451,7 +462,12 @@ class RowEngine:
             )
             args = zip(self.blocks, self.masks, strict=True)
             _, (mass_chosen, first_chosen, second_chosen, loglik) = self._reduce(
-                _mixture_block, args, self._device(means[chosen]), whiten, log_norm, device_active
+                functools.partial(_mixture_block, chunk_values=self._chunk),
+                args,
+                self._device(means[chosen]),
+                whiten,
+                log_norm,
+                device_active,
             )
             if previous is not None and abs(loglik - previous) <= tol * self.n:
                 break
@@ -478,7 +494,7 @@ class RowEngine:
             self.dtype,
         )
         blocks, _ = self._reduce(
-            lambda x, *p: _map_block(x, *p),
+            lambda x, *p: _map_block(x, *p, chunk_values=self._chunk),
             ((x,) for x in self.blocks),
             self._device(np.asarray(params.means)[chosen]),
             whiten,
