@@ -79,7 +79,7 @@ def batch():
     return x, valid
 
 
-@pytest.mark.parametrize("capacity", [8, 64, 8192])
+@pytest.mark.parametrize("capacity", [8, 8192])
 @pytest.mark.parametrize("level", [0.0, 0.4])
 def test_reduction_equals_a_loop_over_every_interval(batch, capacity, level, x64):
     x, valid = batch
@@ -119,7 +119,7 @@ def test_bit_index_positions_are_the_true_entries(size):
     np.testing.assert_array_equal(np.asarray(positions), true)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fast_threefry_draws_equal_jax_random(dtype):
     key = jax.random.key(42)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(3))
