@@ -1,8 +1,8 @@
 """NIW hierarchical meta-learning (Kim & Hospedales, ICLR 2024).
 
 Closed-form local posteriors under a normal-inverse-Wishart global prior, one-time episodic
-updates of that prior with optax, Gaussian fits of episode losses, and offline episode
-generators.
+updates of that prior with optax, Gaussian fits of episode losses, offline episode generators,
+and uncertainty metrics (NLL, Brier, ECE/MCE with reliability diagrams, interval coverage).
 """
 
 from probkit.meta.core import (
@@ -15,6 +15,14 @@ from probkit.meta.core import (
 )
 from probkit.meta.fits import laplace_fit, linear_gaussian_fit, sgld_fit
 from probkit.meta.learner import MetaState, NIWMeta
+from probkit.meta.metrics import (
+    CalibrationReport,
+    CoverageReport,
+    classification_calibration,
+    interval_coverage,
+    predictive_to_arviz,
+    reliability_diagram,
+)
 from probkit.meta.tasks import (
     LinearGaussianEpisodes,
     SinusoidEpisodes,
@@ -23,6 +31,8 @@ from probkit.meta.tasks import (
 )
 
 __all__ = [
+    "CalibrationReport",
+    "CoverageReport",
     "DiagonalNIW",
     "GaussianFit",
     "LinearGaussianEpisodes",
@@ -30,12 +40,16 @@ __all__ = [
     "MetaState",
     "NIWMeta",
     "SinusoidEpisodes",
+    "classification_calibration",
     "episode_meta_loss",
+    "interval_coverage",
     "laplace_fit",
     "linear_gaussian_episodes",
     "linear_gaussian_fit",
     "local_posterior",
+    "predictive_to_arviz",
     "random_effects_meta_loss",
+    "reliability_diagram",
     "sgld_fit",
     "sinusoid_episodes",
 ]
