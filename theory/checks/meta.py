@@ -6,7 +6,10 @@ weighted and padded data included); the densities agree with scipy's ``invwishar
 ``normal_inverse_gamma``; the predictive agrees with scipy's ``multivariate_t`` and with the
 ratio of marginal likelihoods ``p(D ∪ {x}) / p(D)``. Statistical checks: the closed-form KL
 divergences and the expected Gaussian KL against Monte Carlo averages, and the sampler's moments
-against the closed-form means.
+against the closed-form means. For the meta-learner: the meta-loss is a random-effects
+likelihood, the local closed form is the numerical optimum and the exact linear-Gaussian
+posterior, training reaches the random-effects estimate, and the prior strength's limits are
+pooling (n₀Γ₀ → ∞) and per-episode fitting (n₀Γ₀ → 0).
 """
 
 from __future__ import annotations
@@ -503,4 +506,64 @@ def meta_training_reaches_the_random_effects_estimate(context: CheckContext) -> 
             "tau2_paule_mandel": paule_mandel,
             "episodes": num,
         },
+    )
+
+
+@register(capability="meta", kind="exact")
+def extreme_priors_give_pooling_and_per_episode_fits(context: CheckContext) -> Outcome:
+    """The two limits of the prior strength n₀Γ₀ on linear-Gaussian episodes.
+
+    As n₀Γ₀ → ∞ (here 1e9) the meta-loss is minimised by the pooled least-squares fit of all
+    episodes and every local posterior sits at it: one shared parameter, as in ProtoNet-like
+    pooling. As n₀Γ₀ → 0 (here 1e-9) every local posterior mean is its own episode's
+    least-squares fit: per-episode fine-tuning. References in NumPy (``lstsq``); the errors are
+    O(1/n₀Γ₀) and O(n₀Γ₀) respectively, far below the tolerance.
+    """
+    d, noise = 3, 0.5
+    num = context.pick(quick=40, full=400)
+    with jax.enable_x64(True):
+        data = linear_gaussian_episodes(
+            jax.random.key(context.seed), num, 8, jnp.array([1.0, -1.0, 0.5]), 0.5, noise
+        )
+        design, targets = np.asarray(data.design), np.asarray(data.targets)
+        fits = jax.vmap(lambda x, y: linear_gaussian_fit(x, y, noise))(data.design, data.targets)
+        pooled = np.linalg.lstsq(design.reshape(-1, d), targets.reshape(-1), rcond=None)[0]
+        own = np.stack(
+            [np.linalg.lstsq(x, y, rcond=None)[0] for x, y in zip(design, targets, strict=True)]
+        )
+
+        def prior(loc, strength):
+            df = 10.0
+            return DiagonalNIW(loc, jnp.full(d, strength / df), jnp.asarray(df), jnp.asarray(1.0))
+
+        def total_loss(loc, strength):
+            losses = jax.vmap(lambda fit: episode_meta_loss(prior(loc, strength), fit))(fits)
+            return jnp.sum(losses)
+
+        strong = 1e9
+        loss = jax.jit(lambda loc: total_loss(loc, strong))
+        gradient = jax.jit(jax.grad(lambda loc: total_loss(loc, strong)))
+        result = optimize.minimize(
+            lambda z: float(loss(jnp.asarray(z))),
+            np.zeros(d),
+            jac=lambda z: np.asarray(gradient(jnp.asarray(z))),
+            method="BFGS",
+            options={"gtol": 1e-10, "maxiter": 1000},
+        )
+        shared = jax.vmap(lambda fit: local_posterior(prior(jnp.asarray(result.x), strong), fit))(
+            fits
+        ).mean
+        weak = jax.vmap(lambda fit: local_posterior(prior(jnp.asarray(pooled), 1e-9), fit))(
+            fits
+        ).mean
+    errors = {
+        "optimum_vs_pooled": float(np.max(np.abs(result.x - pooled))),
+        "local_means_vs_shared": float(np.max(np.abs(np.asarray(shared) - result.x))),
+        "weak_prior_vs_own_fits": float(np.max(np.abs(np.asarray(weak) - own))),
+    }
+    return Outcome.at_most(
+        max(errors.values()),
+        1e-6,
+        description="max |limit − least-squares reference|",
+        details={**errors, "episodes": num},
     )
