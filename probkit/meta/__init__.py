@@ -11,6 +11,7 @@ from probkit.meta.core import (
     LocalPosterior,
     episode_meta_loss,
     local_posterior,
+    monte_carlo_episode_meta_loss,
     random_effects_meta_loss,
 )
 from probkit.meta.fits import laplace_fit, linear_gaussian_fit, sgld_fit
@@ -47,6 +48,7 @@ __all__ = [
     "linear_gaussian_episodes",
     "linear_gaussian_fit",
     "local_posterior",
+    "monte_carlo_episode_meta_loss",
     "predictive_to_arviz",
     "random_effects_meta_loss",
     "reliability_diagram",

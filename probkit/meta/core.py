@@ -15,6 +15,11 @@ episode a Gaussian fit of its loss, ``L_i(θ) ≈ ½(θ - m̄_i)ᵀ Ā_i (θ - m
   d/(2κ₀)`` (:func:`random_effects_meta_loss`). Its gradient in ``m₀`` is a precision-weighted
   Reptile step ``-Σ_i W_i (m̄_i - m₀)``, ``W_i = (Ā_i⁻¹ + (n₀Γ₀)⁻¹)⁻¹``.
 
+The paper's other variant keeps the real loss in the first term:
+``E_{q_i}[L_i(θ)] + E_{q(φ)} KL(q_i ‖ N(μ, Σ))`` with the expectation estimated by
+reparameterised draws from ``q_i`` (:func:`monte_carlo_episode_meta_loss`); for a quadratic loss
+it equals the surrogate's value plus ``L_i(m̄_i)`` in expectation.
+
 A fit's precision is a vector (diagonal ``Ā``, as for networks) or a ``d × d`` matrix (exact
 fits of linear-Gaussian losses); the prior precision ``n₀Γ₀`` is always diagonal.
 """
@@ -22,6 +27,7 @@ fits of linear-Gaussian losses); the prior precision ``n₀Γ₀`` is always dia
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -36,6 +42,7 @@ __all__ = [
     "LocalPosterior",
     "episode_meta_loss",
     "local_posterior",
+    "monte_carlo_episode_meta_loss",
     "random_effects_meta_loss",
 ]
 
@@ -153,6 +160,40 @@ def episode_meta_loss(prior: DiagonalNIW, fit: GaussianFit) -> jax.Array:
     """
     posterior = local_posterior(prior, fit)
     return _expected_fit_loss(fit, posterior) + _expected_kl(prior, posterior)
+
+
+def monte_carlo_episode_meta_loss(
+    prior: DiagonalNIW,
+    fit: GaussianFit,
+    loss: Callable[[jax.Array], jax.Array],
+    key: jax.Array,
+    num_samples: int,
+) -> jax.Array:
+    """``E_{q_i}[L_i(θ)] + E_{q(φ)} KL(q_i ‖ N(μ, Σ))`` with the real loss, by Monte Carlo.
+
+    The local posterior ``q_i`` is the closed form of the fit; ``num_samples`` reparameterised
+    draws ``θ = m_i + V_i^{1/2} ε`` estimate the first term, so its gradient reaches the prior's
+    parameters through ``m_i`` and ``V_i`` (the fit stays a constant).
+
+    Parameters
+    ----------
+    prior : DiagonalNIW
+    fit : GaussianFit
+    loss : callable
+        ``L_i`` on the flat parameter vector.
+    key : jax.Array
+        PRNG key of the draws.
+    num_samples : int
+        Draws per evaluation.
+    """
+    posterior = local_posterior(prior, fit)
+    mean, covariance = posterior
+    z = jax.random.normal(key, (num_samples, mean.shape[-1]), mean.dtype)
+    if covariance.ndim == mean.ndim:
+        draws = mean + jnp.sqrt(covariance) * z
+    else:
+        draws = mean + z @ jnp.linalg.cholesky(covariance).T
+    return jnp.mean(jax.vmap(loss)(draws)) + _expected_kl(prior, posterior)
 
 
 def random_effects_meta_loss(prior: DiagonalNIW, fit: GaussianFit) -> jax.Array:

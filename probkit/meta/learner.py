@@ -32,6 +32,7 @@ from probkit.meta.core import (
     LocalPosterior,
     episode_meta_loss,
     local_posterior,
+    monte_carlo_episode_meta_loss,
 )
 from probkit.meta.fits import laplace_fit, sgld_fit
 
@@ -76,6 +77,14 @@ class NIWMeta:
         Options of :func:`~probkit.meta.fits.sgld_fit` (default ``num_steps=20, burnin=10,
         step_size=1e-4``) or :func:`~probkit.meta.fits.laplace_fit` (default ``num_steps=20,
         learning_rate=1e-2``).
+    meta_loss : {"quadratic", "monte_carlo"}, default "quadratic"
+        The first term of each episode's meta-loss: the fit's quadratic surrogate (closed form)
+        or the real loss averaged over ``num_loss_samples`` reparameterised draws from the
+        local posterior (:func:`~probkit.meta.core.monte_carlo_episode_meta_loss`; it costs
+        that many loss evaluations per episode and step, and captures what the quadratic fit
+        misses).
+    num_loss_samples : int, default 8
+        Draws per episode of the ``"monte_carlo"`` meta-loss.
     optimizer : optax.GradientTransformation, optional
         Updates the global parameters (default ``optax.adam(1e-3)``).
     init_precision : float, default 1.0
@@ -101,6 +110,8 @@ class NIWMeta:
         *,
         fit: str | FitFunction = "sgld",
         fit_options: dict | None = None,
+        meta_loss: str = "quadratic",
+        num_loss_samples: int = 8,
         optimizer: optax.GradientTransformation | None = None,
         init_precision: float = 1.0,
         init_df: float = 10.0,
@@ -127,6 +138,8 @@ class NIWMeta:
             )
         self.fit = fit
         self.fit_options = dict(fit_options or {})
+        self.meta_loss_kind = check_choice("meta_loss", meta_loss, ("quadratic", "monte_carlo"))
+        self.num_loss_samples = check_positive_int("num_loss_samples", num_loss_samples)
         self.optimizer = optimizer or optax.adam(1e-3)
         for name, value in (
             ("init_precision", init_precision),
@@ -219,10 +232,33 @@ class NIWMeta:
 
     # --- meta-training --------------------------------------------------------------------------
 
-    def meta_loss(self, raw: dict, fits: GaussianFit) -> jax.Array:
-        """The mean episode meta-loss of a batch of fits plus ``KL(q‖p)/N``."""
+    def meta_loss(
+        self, raw: dict, fits: GaussianFit, episodes: Any = None, key: jax.Array | None = None
+    ) -> jax.Array:
+        """The mean episode meta-loss of a batch of fits plus ``KL(q‖p)/N``.
+
+        The ``"monte_carlo"`` variant also needs the ``episodes`` (for their real losses) and
+        a ``key`` for the draws.
+        """
         prior = self.prior(raw)
-        losses = jax.vmap(lambda fit: episode_meta_loss(prior, fit))(fits)
+        if self.meta_loss_kind == "monte_carlo":
+            if episodes is None or key is None:
+                raise ProbkitError(
+                    "the 'monte_carlo' meta-loss needs the `episodes` and a `key` for its draws."
+                )
+            num = fits.mean.shape[0]
+
+            def one(fit, episode, episode_key):
+                def flat_loss(theta):
+                    return self.loss(self._unravel(theta), episode)
+
+                return monte_carlo_episode_meta_loss(
+                    prior, fit, flat_loss, episode_key, self.num_loss_samples
+                )
+
+            losses = jax.vmap(one)(fits, episodes, jax.random.split(key, num))
+        else:
+            losses = jax.vmap(lambda fit: episode_meta_loss(prior, fit))(fits)
         total = jnp.mean(losses)
         if self.num_episodes is not None:
             kl = kl_divergence(prior.as_distribution(), self.hyperprior.as_distribution())
@@ -232,12 +268,13 @@ class NIWMeta:
     def _update_impl(self, key, state: MetaState, episodes):
         prior = self.prior(state)
         num = jax.tree_util.tree_leaves(episodes)[0].shape[0]
-        keys = jax.random.split(key, num)
+        fit_key, loss_key = jax.random.split(key)
+        keys = jax.random.split(fit_key, num)
         # The fits are constants: stop_gradient keeps the graph out of the inner steps.
         fits = jax.lax.stop_gradient(
             jax.vmap(lambda k, e: self.fit_episode(k, prior.loc, e))(keys, episodes)
         )
-        value, grads = jax.value_and_grad(self.meta_loss)(state.raw, fits)
+        value, grads = jax.value_and_grad(self.meta_loss)(state.raw, fits, episodes, loss_key)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.raw)
         raw = optax.apply_updates(state.raw, updates)
         return MetaState(raw, opt_state, state.step + 1), {"meta_loss": value}
