@@ -108,6 +108,13 @@ class LocalPosterior(NamedTuple):
     mean: jax.Array
     covariance: jax.Array
 
+    def sample(self, key: jax.Array, num_samples: int) -> jax.Array:
+        """``num_samples`` draws, shape ``(num_samples, d)``: ``mean + covariance^½ ε``."""
+        z = jax.random.normal(key, (num_samples, self.mean.shape[-1]), self.mean.dtype)
+        if self.covariance.ndim == self.mean.ndim:
+            return self.mean + jnp.sqrt(self.covariance) * z
+        return self.mean + z @ jnp.linalg.cholesky(self.covariance).T
+
 
 def _is_full(fit: GaussianFit) -> bool:
     return fit.precision.ndim == fit.mean.ndim + 1
@@ -187,12 +194,7 @@ def monte_carlo_episode_meta_loss(
         Draws per evaluation.
     """
     posterior = local_posterior(prior, fit)
-    mean, covariance = posterior
-    z = jax.random.normal(key, (num_samples, mean.shape[-1]), mean.dtype)
-    if covariance.ndim == mean.ndim:
-        draws = mean + jnp.sqrt(covariance) * z
-    else:
-        draws = mean + z @ jnp.linalg.cholesky(covariance).T
+    draws = posterior.sample(key, num_samples)
     return jnp.mean(jax.vmap(loss)(draws)) + _expected_kl(prior, posterior)
 
 

@@ -320,10 +320,4 @@ class NIWMeta:
     def sample_parameters(self, key: jax.Array, posterior: LocalPosterior, num_samples: int):
         """``num_samples`` parameter pytrees drawn from a local posterior (leading sample axis)."""
         num_samples = check_positive_int("num_samples", num_samples)
-        mean, covariance = posterior
-        z = jax.random.normal(key, (num_samples, mean.shape[-1]), mean.dtype)
-        if covariance.ndim == mean.ndim:
-            draws = mean + jnp.sqrt(covariance) * z
-        else:
-            draws = mean + z @ jnp.linalg.cholesky(covariance).T
-        return jax.vmap(self._unravel)(draws)
+        return jax.vmap(self._unravel)(LocalPosterior(*posterior).sample(key, num_samples))
