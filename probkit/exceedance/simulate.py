@@ -661,9 +661,13 @@ def _reduce_paths(x, valid, level, dt, edges, lags, table, cell, *, capacity: in
         ]
         same_path = before[0] == row
         down = present & ~rising
+        # A down-crossing with no up-crossing before it on its path closes an excursion that
+        # began before the window: dropped from the lengths, kept for persistence.
         complete = down & same_path
         # Grid points of the run above the level that ends here; a run from the path's first
-        # point (no up-crossing before it on the path) has step + 1.
+        # point (no up-crossing before it on the path) has step + 1. Integer step counts keep
+        # the lengths exact to the interpolated fractions (float32 steps would lose them at
+        # 2^14 steps).
         whole_steps = jnp.where(same_path, step - before[1], step + 1)
         steps = whole_steps.astype(accumulate) + (fraction - before[2]).astype(accumulate)
         steps = jnp.where(complete, steps, 0.0)
