@@ -26,8 +26,10 @@ from probkit.meta.metrics import (
 )
 from probkit.meta.tasks import (
     LinearGaussianEpisodes,
+    SineLineEpisodes,
     SinusoidEpisodes,
     linear_gaussian_episodes,
+    sine_line_episodes,
     sinusoid_episodes,
 )
 
@@ -40,6 +42,7 @@ __all__ = [
     "LocalPosterior",
     "MetaState",
     "NIWMeta",
+    "SineLineEpisodes",
     "SinusoidEpisodes",
     "classification_calibration",
     "episode_meta_loss",
@@ -53,5 +56,6 @@ __all__ = [
     "random_effects_meta_loss",
     "reliability_diagram",
     "sgld_fit",
+    "sine_line_episodes",
     "sinusoid_episodes",
 ]

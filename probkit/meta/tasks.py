@@ -1,6 +1,8 @@
-"""Offline episode generators: sinusoid regression and a linear-Gaussian hierarchical model.
+"""Offline episode generators: sinusoid and sine/line regression, a linear-Gaussian model.
 
-Sinusoid regression follows Finn et al. (2017); the linear-Gaussian model has an exact posterior.
+Sinusoid regression follows Finn et al. (2017); sine/line regression mixes it with lines as in
+probabilistic MAML (Finn, Xu & Levine, 2018) and VAMPIRE; the linear-Gaussian model has an exact
+posterior.
 
 Every generator is a pure function of a PRNG key, so a fixed key gives a fixed list of episodes.
 """
@@ -12,12 +14,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from probkit._errors import ProbkitError
 from probkit._validate import check_positive_int
 
 __all__ = [
     "LinearGaussianEpisodes",
+    "SineLineEpisodes",
     "SinusoidEpisodes",
     "linear_gaussian_episodes",
+    "sine_line_episodes",
     "sinusoid_episodes",
 ]
 
@@ -67,6 +72,84 @@ def sinusoid_episodes(
     y = y + noise * jax.random.normal(k_noise, y.shape, y.dtype)
     return SinusoidEpisodes(
         x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:], amplitude, phase
+    )
+
+
+class SineLineEpisodes(NamedTuple):
+    """Episodes that are each a sinusoid or a line, with probability ½ each.
+
+    Attributes
+    ----------
+    support_x, support_y : jax.Array, shape (episodes, shots, 1) and (episodes, shots)
+    query_x, query_y : jax.Array, shape (episodes, queries, 1) and (episodes, queries)
+    is_sine : jax.Array of bool, shape (episodes,)
+    amplitude, phase : jax.Array, shape (episodes,)
+        ``y = A sin(x - φ)`` of the sine episodes (NaN for the lines).
+    slope, intercept : jax.Array, shape (episodes,)
+        ``y = a x + b`` of the line episodes (NaN for the sines).
+    """
+
+    support_x: jax.Array
+    support_y: jax.Array
+    query_x: jax.Array
+    query_y: jax.Array
+    is_sine: jax.Array
+    amplitude: jax.Array
+    phase: jax.Array
+    slope: jax.Array
+    intercept: jax.Array
+
+
+def sine_line_episodes(
+    key: jax.Array,
+    num_episodes: int,
+    shots: int = 5,
+    queries: int | None = None,
+    noise: float = 0.3,
+) -> SineLineEpisodes:
+    """Sine/line regression episodes: ``A ~ U[0.1, 5]``, ``φ ~ U[0, π]``, ``a, b ~ U[-3, 3]``.
+
+    ``x ~ U[-5, 5]`` and Gaussian noise of standard deviation ``noise`` (0.3 in the literature)
+    on every ``y``; ``K = 5`` support points is the usual protocol.
+
+    Parameters
+    ----------
+    key : jax.Array
+        PRNG key (a fixed key gives a fixed episode list).
+    num_episodes, shots : int
+        Episodes and support points per episode.
+    queries : int, optional
+        Query points per episode (default ``shots``).
+    noise : float, default 0.3
+        Noise standard deviation.
+    """
+    num_episodes = check_positive_int("num_episodes", num_episodes)
+    shots = check_positive_int("shots", shots)
+    queries = shots if queries is None else check_positive_int("queries", queries)
+    if not noise >= 0:
+        raise ProbkitError(f"`noise` must be a standard deviation >= 0; got {noise}.")
+    keys = jax.random.split(key, 7)
+    is_sine = jax.random.bernoulli(keys[0], 0.5, (num_episodes,))
+    amplitude = jax.random.uniform(keys[1], (num_episodes,), minval=0.1, maxval=5.0)
+    phase = jax.random.uniform(keys[2], (num_episodes,), minval=0.0, maxval=jnp.pi)
+    slope = jax.random.uniform(keys[3], (num_episodes,), minval=-3.0, maxval=3.0)
+    intercept = jax.random.uniform(keys[4], (num_episodes,), minval=-3.0, maxval=3.0)
+    x = jax.random.uniform(keys[5], (num_episodes, shots + queries, 1), minval=-5.0, maxval=5.0)
+    sine = amplitude[:, None] * jnp.sin(x[..., 0] - phase[:, None])
+    line = slope[:, None] * x[..., 0] + intercept[:, None]
+    y = jnp.where(is_sine[:, None], sine, line)
+    y = y + noise * jax.random.normal(keys[6], y.shape, y.dtype)
+    nan = jnp.full_like(amplitude, jnp.nan)
+    return SineLineEpisodes(
+        x[:, :shots],
+        y[:, :shots],
+        x[:, shots:],
+        y[:, shots:],
+        is_sine,
+        jnp.where(is_sine, amplitude, nan),
+        jnp.where(is_sine, phase, nan),
+        jnp.where(is_sine, nan, slope),
+        jnp.where(is_sine, nan, intercept),
     )
 
 

@@ -1,0 +1,64 @@
+"""Episode generators: the sine/line mixture's families, parameter ranges, noise and seeds.
+
+Statistical comparisons use fixed keys and 4 standard errors (false alarm about 6e-5 each).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from probkit import ProbkitError
+from probkit.meta import sine_line_episodes
+
+
+@pytest.fixture(scope="module")
+def noiseless():
+    return sine_line_episodes(jax.random.key(0), 2000, shots=5, queries=7, noise=0.0)
+
+
+def test_each_episode_is_exactly_its_sine_or_its_line(noiseless):
+    e = noiseless
+    assert e.support_x.shape == (2000, 5, 1)
+    assert e.query_y.shape == (2000, 7)
+    x = jnp.concatenate([e.support_x, e.query_x], axis=1)[..., 0]
+    y = jnp.concatenate([e.support_y, e.query_y], axis=1)
+    sine = e.amplitude[:, None] * jnp.sin(x - e.phase[:, None])
+    line = e.slope[:, None] * x + e.intercept[:, None]
+    np.testing.assert_allclose(y[e.is_sine], sine[e.is_sine], atol=1e-5)
+    np.testing.assert_allclose(y[~e.is_sine], line[~e.is_sine], atol=1e-5)
+    # The other family's parameters are NaN, and the ranges are the protocol's.
+    assert bool(jnp.all(jnp.isnan(e.slope[e.is_sine])))
+    assert bool(jnp.all(jnp.isnan(e.phase[~e.is_sine])))
+    assert float(jnp.nanmin(e.amplitude)) >= 0.1
+    assert float(jnp.nanmax(e.amplitude)) <= 5.0
+    assert float(jnp.nanmin(e.phase)) >= 0.0
+    assert float(jnp.nanmax(e.phase)) <= np.pi
+    for values in (e.slope, e.intercept):
+        assert float(jnp.nanmin(values)) >= -3.0
+        assert float(jnp.nanmax(values)) <= 3.0
+    assert float(x.min()) >= -5.0
+    assert float(x.max()) <= 5.0
+
+
+def test_half_of_the_episodes_are_sines(noiseless):
+    share = float(jnp.mean(noiseless.is_sine))
+    assert abs(share - 0.5) < 4 * np.sqrt(0.25 / 2000)
+
+
+def test_the_noise_has_its_standard_deviation_and_a_key_fixes_the_list(noiseless):
+    noisy = sine_line_episodes(jax.random.key(0), 2000, shots=5, queries=7, noise=0.3)
+    residual = np.asarray(noisy.support_y - noiseless.support_y).ravel()
+    # The same key gives the same tasks and inputs; only the noise is added.
+    np.testing.assert_array_equal(noisy.support_x, noiseless.support_x)
+    # SD of a sample SD of n normals: σ/√(2n).
+    assert abs(residual.std() - 0.3) < 4 * 0.3 / np.sqrt(2 * residual.size)
+    again = sine_line_episodes(jax.random.key(0), 2000, shots=5, queries=7, noise=0.3)
+    np.testing.assert_array_equal(again.query_y, noisy.query_y)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ProbkitError, match="noise"):
+        sine_line_episodes(jax.random.key(0), 4, noise=-1.0)
+    with pytest.raises(ProbkitError, match="shots"):
+        sine_line_episodes(jax.random.key(0), 4, shots=0)
