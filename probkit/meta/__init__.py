@@ -25,9 +25,11 @@ from probkit.meta.metrics import (
     reliability_diagram,
 )
 from probkit.meta.tasks import (
+    FewShotEpisodes,
     LinearGaussianEpisodes,
     SineLineEpisodes,
     SinusoidEpisodes,
+    digits_episodes,
     linear_gaussian_episodes,
     sine_line_episodes,
     sinusoid_episodes,
@@ -37,6 +39,7 @@ __all__ = [
     "CalibrationReport",
     "CoverageReport",
     "DiagonalNIW",
+    "FewShotEpisodes",
     "GaussianFit",
     "LinearGaussianEpisodes",
     "LocalPosterior",
@@ -45,6 +48,7 @@ __all__ = [
     "SineLineEpisodes",
     "SinusoidEpisodes",
     "classification_calibration",
+    "digits_episodes",
     "episode_meta_loss",
     "interval_coverage",
     "laplace_fit",

@@ -1,8 +1,9 @@
-"""Offline episode generators: sinusoid and sine/line regression, a linear-Gaussian model.
+"""Offline episode generators for regression and few-shot classification.
 
 Sinusoid regression follows Finn et al. (2017); sine/line regression mixes it with lines as in
 probabilistic MAML (Finn, Xu & Levine, 2018) and VAMPIRE; the linear-Gaussian model has an exact
-posterior.
+posterior; the digits (1797 images of 8 × 8 pixels, shipped inside scikit-learn) give few-shot
+classification episodes with no download.
 
 Every generator is a pure function of a PRNG key, so a fixed key gives a fixed list of episodes.
 """
@@ -13,14 +14,17 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from probkit._errors import ProbkitError
-from probkit._validate import check_positive_int
+from probkit._validate import check_choice, check_positive_int
 
 __all__ = [
+    "FewShotEpisodes",
     "LinearGaussianEpisodes",
     "SineLineEpisodes",
     "SinusoidEpisodes",
+    "digits_episodes",
     "linear_gaussian_episodes",
     "sine_line_episodes",
     "sinusoid_episodes",
@@ -214,3 +218,113 @@ def linear_gaussian_episodes(
     )
     targets = jnp.einsum("end,ed->en", design, theta) + noise
     return LinearGaussianEpisodes(design, targets, theta, mean, between_variance, noise_variance)
+
+
+class FewShotEpisodes(NamedTuple):
+    """N-way K-shot classification episodes.
+
+    Attributes
+    ----------
+    support_x, support_y : jax.Array, shape (episodes, ways·shots, features) and (episodes, ways·shots)
+        Labels are ``0 … ways - 1`` within each episode.
+    query_x, query_y : jax.Array, shape (episodes, ways·queries, features) and (episodes, ways·queries)
+    classes : jax.Array, shape (episodes, ways)
+        The data set's class behind each episode label.
+    support_index, query_index : jax.Array
+        Rows of the data set used, shaped like the labels (no row appears twice in an episode).
+    """
+
+    support_x: jax.Array
+    support_y: jax.Array
+    query_x: jax.Array
+    query_y: jax.Array
+    classes: jax.Array
+    support_index: jax.Array
+    query_index: jax.Array
+
+
+DIGITS_TRAIN_CLASSES = (0, 1, 2, 3, 4)
+"""Meta-training classes of the digits episodes; meta-testing uses 5–9 (as the MNIST protocol)."""
+
+
+def digits_episodes(
+    key: jax.Array,
+    num_episodes: int,
+    ways: int = 5,
+    shots: int = 1,
+    queries: int = 15,
+    split: str = "train",
+) -> FewShotEpisodes:
+    """N-way K-shot episodes from scikit-learn's digits, pixels scaled to [0, 1].
+
+    Each episode draws ``ways`` classes of the split, labels them ``0 … ways - 1`` in the order
+    drawn, and draws ``shots + queries`` distinct images of each class.
+
+    Parameters
+    ----------
+    key : jax.Array
+        PRNG key (a fixed key gives a fixed episode list).
+    num_episodes : int
+        Episodes.
+    ways, shots, queries : int
+        Classes per episode, support and query images per class.
+    split : {"train", "test"}
+        Classes 0–4 (meta-training) or 5–9 (meta-testing).
+    """
+    from sklearn.datasets import load_digits
+
+    num_episodes = check_positive_int("num_episodes", num_episodes)
+    ways = check_positive_int("ways", ways)
+    shots = check_positive_int("shots", shots)
+    queries = check_positive_int("queries", queries)
+    split = check_choice("split", split, ("train", "test"))
+    pool = np.asarray(
+        DIGITS_TRAIN_CLASSES
+        if split == "train"
+        else sorted(set(range(10)) - set(DIGITS_TRAIN_CLASSES))
+    )
+    if ways > pool.size:
+        raise ProbkitError(
+            f"`ways` = {ways} exceeds the {pool.size} classes of the {split!r} split."
+        )
+    digits = load_digits()
+    images = jnp.asarray(digits.data / 16.0, jnp.float32)
+    targets = np.asarray(digits.target)
+    per_class = shots + queries
+    smallest = min(int(np.sum(targets == c)) for c in pool)
+    if per_class > smallest:
+        raise ProbkitError(
+            f"`shots + queries` = {per_class} exceeds the {smallest} images of the smallest class."
+        )
+    # Row indices of every class, padded to a common length (padding is never drawn).
+    longest = max(int(np.sum(targets == c)) for c in range(10))
+    rows = np.zeros((10, longest), np.int32)
+    available = np.zeros((10, longest), bool)
+    for c in range(10):
+        members = np.flatnonzero(targets == c)
+        rows[c, : members.size], available[c, : members.size] = members, True
+    rows, available, pool = jnp.asarray(rows), jnp.asarray(available), jnp.asarray(pool)
+
+    def episode(episode_key):
+        class_key, *image_keys = jax.random.split(episode_key, ways + 1)
+        classes = jax.random.choice(class_key, pool, (ways,), replace=False)
+
+        def draw(image_key, c):
+            weights = available[c] / jnp.sum(available[c])
+            picked = jax.random.choice(image_key, longest, (per_class,), replace=False, p=weights)
+            return rows[c, picked]
+
+        chosen = jax.vmap(draw)(jnp.stack(image_keys), classes)  # (ways, shots + queries)
+        labels = jnp.broadcast_to(jnp.arange(ways)[:, None], chosen.shape)
+        support, query = chosen[:, :shots].ravel(), chosen[:, shots:].ravel()
+        return (
+            images[support],
+            labels[:, :shots].ravel(),
+            images[query],
+            labels[:, shots:].ravel(),
+            classes,
+            support,
+            query,
+        )
+
+    return FewShotEpisodes(*jax.vmap(episode)(jax.random.split(key, num_episodes)))

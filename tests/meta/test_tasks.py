@@ -1,4 +1,4 @@
-"""Episode generators: the sine/line mixture's families, parameter ranges, noise and seeds.
+"""Episode generators: the sine/line mixture and the digits few-shot episodes.
 
 Statistical comparisons use fixed keys and 4 standard errors (false alarm about 6e-5 each).
 """
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from probkit import ProbkitError
-from probkit.meta import sine_line_episodes
+from probkit.meta import digits_episodes, sine_line_episodes
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +62,43 @@ def test_bad_arguments_are_refused():
         sine_line_episodes(jax.random.key(0), 4, noise=-1.0)
     with pytest.raises(ProbkitError, match="shots"):
         sine_line_episodes(jax.random.key(0), 4, shots=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    return load_digits()
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_digits_episodes_hold_distinct_images_of_their_classes(digits, split):
+    ways, shots, queries = 5, 2, 3
+    e = digits_episodes(jax.random.key(1), 50, ways=ways, shots=shots, queries=queries, split=split)
+    assert e.support_x.shape == (50, ways * shots, 64)
+    assert e.query_x.shape == (50, ways * queries, 64)
+    pool = {0, 1, 2, 3, 4} if split == "train" else {5, 6, 7, 8, 9}
+    classes = np.asarray(e.classes)
+    for i in range(50):
+        assert set(classes[i]) == pool  # five distinct classes of the split
+        support, query = np.asarray(e.support_index[i]), np.asarray(e.query_index[i])
+        assert len(set(support) | set(query)) == ways * (shots + queries)  # no image twice
+        # Each label is its class's images, shots of them in the support, queries in the query.
+        np.testing.assert_array_equal(digits.target[support], classes[i][e.support_y[i]])
+        np.testing.assert_array_equal(digits.target[query], classes[i][e.query_y[i]])
+        np.testing.assert_array_equal(np.bincount(e.support_y[i], minlength=ways), shots)
+        np.testing.assert_array_equal(np.bincount(e.query_y[i], minlength=ways), queries)
+    np.testing.assert_allclose(e.support_x[0], digits.data[np.asarray(e.support_index[0])] / 16.0)
+    again = digits_episodes(
+        jax.random.key(1), 50, ways=ways, shots=shots, queries=queries, split=split
+    )
+    np.testing.assert_array_equal(again.query_index, e.query_index)
+
+
+def test_digits_episodes_refuse_impossible_requests():
+    with pytest.raises(ProbkitError, match="ways"):
+        digits_episodes(jax.random.key(0), 2, ways=6)
+    with pytest.raises(ProbkitError, match="shots \\+ queries"):
+        digits_episodes(jax.random.key(0), 2, shots=100, queries=100)
+    with pytest.raises(ProbkitError, match="split"):
+        digits_episodes(jax.random.key(0), 2, split="validation")
