@@ -19,6 +19,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from probkit import ProbkitError
 from probkit.cluster import PPP, SplitDecision
+from probkit.cluster import ppp as ppp_module
 
 CENTRES = np.array([[0.0, 0.0], [9.0, 0.0], [0.0, 9.0], [9.0, 9.0], [4.5, 18.0]])
 SIZES = (400, 80, 250, 600, 150)  # unbalanced, up to 7.5:1
@@ -149,6 +150,41 @@ def test_the_other_split_rules_find_separated_blobs(rule):
     model = PPP(rule).fit(X)
     assert model.n_clusters_ == 3
     assert adjusted_rand_score(y, model.labels_) > 0.99
+
+
+def _three_in_a_row(seed, spacing, size=150):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal([c, 0.0], 1.5, (size, 2)) for c in (-spacing, 0, spacing)])
+
+
+def test_three_clusters_in_a_row_get_a_three_way_split(monkeypatch):
+    # 2-means cuts the middle cluster in two; neither child (a cluster and part of its
+    # neighbour) is then bimodal enough to split, so without the three-way split PPP finds 2.
+    X = _three_in_a_row(seed=2, spacing=5.5)
+    model = PPP().fit(X)
+    assert model.n_clusters_ == 3
+    # The clusters overlap (3.7 SD apart): score against the nearest-true-centre partition.
+    nearest = np.argmin(np.abs(X[:, :1] - [[-5.5, 0.0, 5.5]]), axis=1)
+    assert adjusted_rand_score(nearest, model.labels_) > 0.95
+    (three_way,) = [r for r in model.tree_ if len(r.children) == 3]
+    assert three_way.action == "split"
+    assert three_way.size == X.shape[0]
+
+    monkeypatch.setattr(ppp_module, "_three_way_offsets", lambda *args: None)
+    assert PPP().fit(X).n_clusters_ == 2
+
+
+def test_three_way_offsets_need_a_cut_over_a_hill():
+    rng = np.random.default_rng(11)
+    row = np.concatenate([rng.normal(c, 1.0, 300) for c in (-6.0, 0.0, 6.0)])
+    offsets = ppp_module._three_way_offsets(row, 0.2, min_size=20)
+    np.testing.assert_allclose(offsets, [-6.0, 0.0, 6.0], atol=0.3)
+    assert ppp_module._three_way_offsets(row, -3.0, min_size=20) is None  # cut in a valley
+    assert ppp_module._three_way_offsets(row, 0.2, min_size=400) is None  # segments too small
+    pair = np.concatenate([rng.normal(c, 1.0, 300) for c in (-4.0, 4.0)])
+    assert ppp_module._three_way_offsets(pair, 0.1, min_size=20) is None
+    single = rng.normal(size=3000)
+    assert ppp_module._three_way_offsets(single, 0.0, min_size=20) is None
 
 
 def test_merging_is_optional_and_capacity_is_reported(blobs):
