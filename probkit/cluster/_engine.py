@@ -7,7 +7,9 @@ data therefore live on the device as fixed-size row blocks; each pass runs one c
 function per block and adds the block's statistics in block order, so a pass costs one read of
 the data whatever the number of clusters, and the tree costs a fixed number of passes per
 level. With several devices every block is sharded over a one-axis mesh (``"rows"``) and the
-per-block reductions become all-reduces: the same code runs on one CPU, one GPU or many.
+per-block reductions become all-reduces: the same code runs on one CPU, one GPU or many, and
+across hosts joined by ``jax.distributed`` (the per-row results the host-side tests need are
+gathered to every process).
 
 Passes whose intermediates grow with ``K·d`` or ``d²`` per row run over chunks of rows inside
 the block (`_sum_over_chunks`), so those intermediates stay in cache; the k-means assignment and
@@ -31,6 +33,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["MixtureParameters", "RowEngine", "regularise_covariances"]
@@ -258,7 +261,7 @@ class RowEngine:
         self.n, self.d = data.shape
         self.capacity = capacity
         self.dtype = jnp.asarray(0.0).dtype
-        devices = list(devices) if devices is not None else jax.devices()[:1]
+        devices = list(devices) if devices is not None else jax.local_devices()[:1]
         self._chunk = _CHUNK_VALUES["cpu" if devices[0].platform == "cpu" else "other"]
         # The largest per-row intermediates of the passes that work on a whole block at once:
         # distances to every centre and deltas (K + 2d), the projection's gathered directions
@@ -432,11 +435,11 @@ class RowEngine:
         blocks, _ = self._reduce(
             _project_block, args, self._device(origins), self._device(directions)
         )
-        return np.concatenate([np.asarray(b) for b in blocks])[: self.n]
+        return np.concatenate([_to_host(b) for b in blocks])[: self.n]
 
     def host_labels(self) -> np.ndarray:
         """The current k-means labels as a host array, shape ``(n,)``."""
-        return np.concatenate([np.asarray(b) for b in self.labels])[: self.n]
+        return np.concatenate([_to_host(b) for b in self.labels])[: self.n]
 
     # the final K-component mixture ------------------------------------------------------
     def _active_components(self, active: np.ndarray) -> np.ndarray:
@@ -501,9 +504,20 @@ class RowEngine:
             log_norm,
             jnp.asarray(active[chosen]),
         )
-        component = np.concatenate([np.asarray(b[0]) for b in blocks])[: self.n]
-        probability = np.concatenate([np.asarray(b[1], dtype=np.float64) for b in blocks])
+        component = np.concatenate([_to_host(b[0]) for b in blocks])[: self.n]
+        probability = np.concatenate([_to_host(b[1]).astype(np.float64) for b in blocks])
         return chosen[component], probability[: self.n]
+
+
+def _to_host(values: jax.Array) -> np.ndarray:
+    """A row-sharded array as one host array on every process.
+
+    Across hosts (``jax.distributed``) each process holds only its devices' rows, so they are
+    gathered; on one host this is a plain copy.
+    """
+    if values.is_fully_addressable:
+        return np.asarray(values)
+    return np.asarray(multihost_utils.process_allgather(values, tiled=True))
 
 
 def _scatter_rows(values: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:

@@ -180,7 +180,9 @@ class PPP(ParamsMixin):
     tol : float
         EM stops when the log-likelihood per row changes by less than ``tol`` (nats).
     devices : sequence of jax.Device, optional
-        Devices to shard the rows over (default: JAX's default device).
+        Devices to shard the rows over (default: the first local device). They may span hosts
+        joined by ``jax.distributed``: every process then calls ``fit`` with the same ``X``, the
+        passes run on all devices, and every process gets all the labels.
 
     Attributes
     ----------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import textwrap
@@ -316,3 +317,45 @@ def test_devices_and_threads_do_not_change_the_labels():
     assert here.n_clusters_ == 4
     digest = hashlib.sha256(here.labels_.astype(np.int64).tobytes()).hexdigest()
     assert result.stdout.strip() == digest
+
+
+def test_two_hosts_give_the_labels_of_one_device():
+    # Two processes joined by jax.distributed (CPU collectives over gloo), two devices each:
+    # the rows are sharded over devices of both "hosts", and every process gets all labels.
+    script = textwrap.dedent(
+        """
+        import hashlib, sys
+        import jax, numpy as np
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.config.update("jax_num_cpu_devices", 2)
+        jax.distributed.initialize(ADDRESS, num_processes=2, process_id=int(sys.argv[1]))
+        sys.path.insert(0, TESTS_FOLDER)
+        from test_ppp import _four_blobs
+        from probkit.cluster import PPP
+        assert jax.device_count() == 4 and jax.local_device_count() == 2
+        model = PPP(devices=jax.devices()).fit(_four_blobs())
+        print(hashlib.sha256(model.labels_.astype(np.int64).tobytes()).hexdigest())
+        """
+    )
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    script = script.replace("ADDRESS", repr(f"localhost:{port}"))
+    script = script.replace("TESTS_FOLDER", repr(str(pathlib.Path(__file__).parent)))
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(rank)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-2000:]
+    digest = hashlib.sha256(PPP().fit(_four_blobs()).labels_.astype(np.int64).tobytes())
+    # gloo logs its connections to stdout: the digest is the last line.
+    assert [out.strip().splitlines()[-1] for out, _ in outputs] == [digest.hexdigest()] * 2
