@@ -287,41 +287,11 @@ def _four_blobs():
     return np.concatenate([rng.normal(c, 1.0, (n, 3)) for c, n in zip(centres, sizes, strict=True)])
 
 
-def test_devices_and_threads_do_not_change_the_labels():
-    # A fresh process, since the number of host devices is fixed when JAX starts: there, 4
-    # devices and single-threaded XLA; here, one device and XLA's default thread pool.
-    script = textwrap.dedent(
-        """
-        import hashlib, sys
-        import jax, numpy as np
-        sys.path.insert(0, TESTS_FOLDER)
-        from test_ppp import _four_blobs
-        from probkit.cluster import PPP
-        X = _four_blobs()
-        assert len(jax.devices()) == 4
-        one = PPP().fit(X)
-        four = PPP(devices=jax.devices()).fit(X)
-        assert np.array_equal(one.labels_, four.labels_)
-        assert np.array_equal(one.core_mask_, four.core_mask_)
-        print(hashlib.sha256(four.labels_.astype(np.int64).tobytes()).hexdigest())
-        """
-    ).replace("TESTS_FOLDER", repr(str(pathlib.Path(__file__).parent)))
-    flags = "--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false"
-    env = {**os.environ, "XLA_FLAGS": flags}
-    env.pop("JAX_ENABLE_X64", None)
-    result = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    here = PPP().fit(_four_blobs())
-    assert here.n_clusters_ == 4
-    digest = hashlib.sha256(here.labels_.astype(np.int64).tobytes()).hexdigest()
-    assert result.stdout.strip() == digest
-
-
-def test_two_hosts_give_the_labels_of_one_device():
-    # Two processes joined by jax.distributed (CPU collectives over gloo), two devices each:
-    # the rows are sharded over devices of both "hosts", and every process gets all labels.
+def test_devices_hosts_and_threads_do_not_change_the_labels():
+    # Two fresh processes joined by jax.distributed (CPU collectives over gloo), two devices
+    # each and single-threaded XLA: PPP sharded over the two local devices, then over the four
+    # devices of both "hosts" (every process gets all labels), must give the labels of one
+    # device with XLA's default thread pool here.
     script = textwrap.dedent(
         """
         import hashlib, sys
@@ -333,7 +303,11 @@ def test_two_hosts_give_the_labels_of_one_device():
         from test_ppp import _four_blobs
         from probkit.cluster import PPP
         assert jax.device_count() == 4 and jax.local_device_count() == 2
-        model = PPP(devices=jax.devices()).fit(_four_blobs())
+        X = _four_blobs()
+        local = PPP(devices=jax.local_devices()).fit(X)
+        model = PPP(devices=jax.devices()).fit(X)
+        assert np.array_equal(local.labels_, model.labels_)
+        assert np.array_equal(local.core_mask_, model.core_mask_)
         print(hashlib.sha256(model.labels_.astype(np.int64).tobytes()).hexdigest())
         """
     )
@@ -342,7 +316,8 @@ def test_two_hosts_give_the_labels_of_one_device():
         port = probe.getsockname()[1]
     script = script.replace("ADDRESS", repr(f"localhost:{port}"))
     script = script.replace("TESTS_FOLDER", repr(str(pathlib.Path(__file__).parent)))
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(rank)],
@@ -356,6 +331,8 @@ def test_two_hosts_give_the_labels_of_one_device():
     outputs = [process.communicate(timeout=300) for process in processes]
     for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr[-2000:]
-    digest = hashlib.sha256(PPP().fit(_four_blobs()).labels_.astype(np.int64).tobytes())
+    here = PPP().fit(_four_blobs())
+    assert here.n_clusters_ == 4
+    digest = hashlib.sha256(here.labels_.astype(np.int64).tobytes())
     # gloo logs its connections to stdout: the digest is the last line.
     assert [out.strip().splitlines()[-1] for out, _ in outputs] == [digest.hexdigest()] * 2
