@@ -79,6 +79,9 @@ def tilt(eta: jax.Array, mask: jax.Array, log_potential: jax.Array) -> jax.Array
     target = jnp.clip(jnp.argmax(score, axis=-1).astype(eta.dtype), 0.5, size - 0.5)
     masked_eta = jnp.where(mask, eta, 0.0)
     start = jnp.log(target / (size - target)) - jnp.sum(masked_eta, axis=-1) / size
+    # A bag with no members (padding, see `shard_mrf`) has nothing to tilt: θ = 0.
+    empty = size == 0
+    target, start = jnp.where(empty, 0.0, target), jnp.where(empty, 0.0, start)
 
     def newton(theta, _):
         p, q = _masked_probabilities(eta, mask, theta)
