@@ -1124,10 +1124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": NAME,
         "smoke": bool(args.smoke),
         "command": command,
-        "settings": {
-            key: (str(value) if isinstance(value, Path) else value)
-            for key, value in vars(args).items()
-        },
+        # The output folder is where the files are, not a setting (and a machine's path).
+        "settings": {key: value for key, value in vars(args).items() if key != "out"},
         "constants": {
             "hidden": HIDDEN,
             "inner_learning_rate": INNER_LEARNING_RATE,
