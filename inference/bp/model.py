@@ -337,22 +337,25 @@ def binary_mrf(
             np.add.at(member_count, members, 1)
         if np.any(member_count > 1):
             raise ProbkitError("count_factors must be disjoint: a variable is in two bags.")
-    source = np.concatenate([edges_np[:, 0], edges_np[:, 1]]).astype(np.int32)
-    target = np.concatenate([edges_np[:, 1], edges_np[:, 0]]).astype(np.int32)
-    num_edges = edges_np.shape[0]
-    reverse = np.concatenate([np.arange(num_edges) + num_edges, np.arange(num_edges)])
-    directed = _DirectedEdges(
-        source=jnp.asarray(source),
-        target=jnp.asarray(target),
-        reverse=jnp.asarray(reverse, dtype=jnp.int32),
-        coupling=jnp.asarray(np.concatenate([coupling_np, coupling_np]), dtype=dtype),
-    )
     return BinaryMRF(
         unary=jnp.asarray(unary),
         edges=jnp.asarray(edges_np, dtype=jnp.int32),
         coupling=jnp.asarray(coupling_np, dtype=dtype),
-        directed=directed,
+        directed=_directed_edges(edges_np, coupling_np, dtype),
         count_factors=count_factors,
+    )
+
+
+def _directed_edges(edges: np.ndarray, coupling: np.ndarray, dtype) -> _DirectedEdges:
+    """The message layout: directed edge ``e`` carries ``i → j`` and ``e + E`` carries ``j → i``."""
+    num_edges = edges.shape[0]
+    return _DirectedEdges(
+        source=jnp.asarray(np.concatenate([edges[:, 0], edges[:, 1]]), dtype=jnp.int32),
+        target=jnp.asarray(np.concatenate([edges[:, 1], edges[:, 0]]), dtype=jnp.int32),
+        reverse=jnp.asarray(
+            np.concatenate([np.arange(num_edges) + num_edges, np.arange(num_edges)]), jnp.int32
+        ),
+        coupling=jnp.asarray(np.concatenate([coupling, coupling]), dtype=dtype),
     )
 
 

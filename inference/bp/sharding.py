@@ -28,45 +28,34 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from probkit._errors import ProbkitError
-from probkit.inference.bp.model import BinaryMRF, CountBlock, CountFactors, _DirectedEdges
+from probkit.inference.bp.model import BinaryMRF, CountBlock, CountFactors, _directed_edges
 
 __all__ = ["pad_mrf", "shard_mrf"]
 
 
-def _pad_rows(values: np.ndarray, rows: int, fill) -> np.ndarray:
+def _pad_rows(values, rows: int, fill) -> np.ndarray:
+    values = np.asarray(values)
     padding = np.full((rows - values.shape[0], *values.shape[1:]), fill, dtype=values.dtype)
     return np.concatenate([values, padding])
 
 
-def _padded_edges(mrf: BinaryMRF, multiple: int):
-    edges = np.asarray(mrf.edges)
-    coupling = np.asarray(mrf.coupling)
-    num_edges = max(multiple, math.ceil(edges.shape[0] / multiple) * multiple)
-    # Padding edges join variable 0 to itself with J = 0: their messages are exactly neutral.
-    edges = _pad_rows(edges, num_edges, 0)
-    coupling = _pad_rows(coupling, num_edges, 0.0)
-    # The layout of `binary_mrf`: directed edge e carries i → j and e + E carries j → i.
-    source = np.concatenate([edges[:, 0], edges[:, 1]]).astype(np.int32)
-    target = np.concatenate([edges[:, 1], edges[:, 0]]).astype(np.int32)
-    reverse = np.concatenate([np.arange(num_edges) + num_edges, np.arange(num_edges)])
-    return edges, coupling, source, target, reverse.astype(np.int32), np.tile(coupling, 2)
+def _round_up(size: int, multiple: int) -> int:
+    return max(multiple, math.ceil(size / multiple) * multiple)
 
 
 def _padded_block(block: CountBlock, multiple: int) -> CountBlock:
-    rows = max(multiple, math.ceil(block.members.shape[0] / multiple) * multiple)
-    log_potential = np.asarray(block.log_potential)
-    empty = np.full(log_potential.shape[1], -np.inf, log_potential.dtype)
+    rows = _round_up(block.members.shape[0], multiple)
+    empty = np.full(block.log_potential.shape[1], -np.inf)
     empty[0] = 0.0  # φ(0) = 1: a bag with no members holds no positives
-    return CountBlock(
-        members=_pad_rows(np.asarray(block.members), rows, 0),
-        mask=_pad_rows(np.asarray(block.mask), rows, False),
-        log_potential=np.concatenate(
-            [log_potential, np.tile(empty, (rows - log_potential.shape[0], 1))]
-        ),
-        counts=_pad_rows(np.asarray(block.counts), rows, 0.0),
-        strength=_pad_rows(np.asarray(block.strength), rows, np.inf),
-        bag_index=_pad_rows(np.asarray(block.bag_index), rows, -1),
+    padded = CountBlock(
+        members=_pad_rows(block.members, rows, 0),
+        mask=_pad_rows(block.mask, rows, False),
+        log_potential=_pad_rows(block.log_potential, rows, empty),
+        counts=_pad_rows(block.counts, rows, 0.0),
+        strength=_pad_rows(block.strength, rows, np.inf),
+        bag_index=_pad_rows(block.bag_index, rows, -1),
     )
+    return CountBlock(*(jnp.asarray(values) for values in padded))
 
 
 def shard_mrf(mrf: BinaryMRF, devices: Sequence[Any] | None = None) -> BinaryMRF:
@@ -112,32 +101,18 @@ def shard_mrf(mrf: BinaryMRF, devices: Sequence[Any] | None = None) -> BinaryMRF
 
 def pad_mrf(mrf: BinaryMRF, multiple: int) -> BinaryMRF:
     """The field with neutral edges and empty bags added up to multiples of ``multiple``."""
-    dtype = mrf.unary.dtype
-    edges, coupling, source, target, reverse, directed_coupling = _padded_edges(mrf, multiple)
-    directed = _DirectedEdges(
-        source=jnp.asarray(source), target=jnp.asarray(target), reverse=jnp.asarray(reverse),
-        coupling=jnp.asarray(directed_coupling, dtype),
-    )  # fmt: skip
+    num_edges = _round_up(mrf.edges.shape[0], multiple)
+    # Padding edges join variable 0 to itself with J = 0: their messages are exactly neutral.
+    edges = _pad_rows(mrf.edges, num_edges, 0)
+    coupling = _pad_rows(mrf.coupling, num_edges, 0.0)
     count_factors = None
     if mrf.count_factors is not None:
-        blocks = []
-        for block in mrf.count_factors.blocks:
-            padded = _padded_block(block, multiple)
-            blocks.append(
-                CountBlock(
-                    members=jnp.asarray(padded.members),
-                    mask=jnp.asarray(padded.mask),
-                    log_potential=jnp.asarray(padded.log_potential, dtype),
-                    counts=jnp.asarray(padded.counts, dtype),
-                    strength=jnp.asarray(padded.strength, dtype),
-                    bag_index=jnp.asarray(padded.bag_index),
-                )
-            )
-        count_factors = CountFactors(tuple(blocks), mrf.count_factors.num_bags)
+        blocks = tuple(_padded_block(block, multiple) for block in mrf.count_factors.blocks)
+        count_factors = CountFactors(blocks, mrf.count_factors.num_bags)
     return BinaryMRF(
         unary=mrf.unary,
-        edges=jnp.asarray(edges, jnp.int32),
-        coupling=jnp.asarray(coupling, dtype),
-        directed=directed,
+        edges=jnp.asarray(edges),
+        coupling=jnp.asarray(coupling),
+        directed=_directed_edges(edges, coupling, coupling.dtype),
         count_factors=count_factors,
     )

@@ -731,7 +731,9 @@ def _three_way_offsets(values: np.ndarray, boundary: float, min_size: int) -> np
     it, the cluster is cut at the two valleys instead, and the three segments' means are
     returned. Returns None otherwise.
 
-    The density is a Gaussian kernel estimate on a grid (Silverman's bandwidth). A valley
+    The density is a Gaussian kernel estimate binned on a grid (Silverman's bandwidth): it
+    costs O(n) however many rows the cluster has (``scipy.stats.gaussian_kde`` evaluates every
+    row at every grid point). A valley
     counts when its depth, the lower of the highest densities on its two sides minus its own,
     is at least ``_VALLEY_DEPTH`` of the density's highest value (a ripple in a tail, far below
     the peak, does not count), and each segment keeps ``min_size`` rows.
