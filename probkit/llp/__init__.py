@@ -19,7 +19,7 @@ from probkit.llp.bags import (
 )
 from probkit.llp.classifier import METHODS, LLPClassifier
 from probkit.llp.gibbs import llp_field, similarity_weights
-from probkit.llp.knn import KNNGraph, knn_graph
+from probkit.llp.knn import KNNGraph, knn_graph, truncate_knn_graph
 
 __all__ = [
     "METHODS",
@@ -34,5 +34,6 @@ __all__ = [
     "llp_field",
     "random_bags",
     "similarity_weights",
+    "truncate_knn_graph",
     "validate_bags",
 ]

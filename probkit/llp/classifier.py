@@ -26,12 +26,14 @@ Methods (all train the same network, :mod:`probkit.llp.network`):
     Each row is trained towards its bag's proportion.
 
 Hyper-parameters are chosen with bag-level information only: a fraction of the bags is held out
-and early stopping (and ``similarity_strength="auto"``) follow their bag cross-entropy.
+and early stopping (and ``similarity_strength="auto"``, ``n_neighbors="auto"``) follow their bag
+cross-entropy. BP can run on a field sharded over several devices (``devices``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -40,18 +42,21 @@ import numpy as np
 from probkit._errors import ProbkitError
 from probkit._estimator import ParamsMixin
 from probkit._validate import check_choice, check_positive_int
-from probkit.inference.bp import belief_propagation
+from probkit.inference.bp import belief_propagation, shard_mrf
 from probkit.llp.bags import Bags, validate_bags
 from probkit.llp.gibbs import llp_field, similarity_weights
-from probkit.llp.knn import knn_graph
+from probkit.llp.knn import knn_graph, truncate_knn_graph
 from probkit.llp.network import init_network, predict_logits, train_network
 
-__all__ = ["METHODS", "LLPClassifier"]
+__all__ = ["AUTO_NEIGHBORS_GRID", "AUTO_SIMILARITY_GRID", "METHODS", "LLPClassifier"]
 
 METHODS = ("bp", "bp-paper", "dllp", "easyllp", "soft-label")
 
 AUTO_SIMILARITY_GRID = (0.0, 0.1, 0.3, 1.0)
 """Values of ``λ_s`` tried by ``similarity_strength="auto"`` (on held-out bags)."""
+
+AUTO_NEIGHBORS_GRID = (5, 15)
+"""Values of ``k`` tried by ``n_neighbors="auto"`` (on held-out bags, jointly with ``λ_s``)."""
 
 _PAPER = {
     "n_neighbors": 5,
@@ -76,8 +81,15 @@ class LLPClassifier(ParamsMixin):
         Hidden layer widths of the network; the last is the embedding.
     rounds : int, default 2
         LLP-BP rounds (graph → BP → network → embeddings).
-    n_neighbors : int, default 5
-        k of the kNN graph.
+    n_neighbors : int or "auto", default 5
+        k of the kNN graph. ``"auto"`` picks ``k`` from :data:`AUTO_NEIGHBORS_GRID` jointly with
+        ``λ_s`` in the first round: every pair ``(k, λ_s)`` trains a network and the pair with
+        the lowest held-out bag loss is kept for all rounds (the smallest ``k`` when no bags
+        are held out). One kNN search with the largest ``k`` serves every candidate
+        (:func:`~probkit.llp.truncate_knn_graph`), but the first round trains
+        ``len(AUTO_NEIGHBORS_GRID)`` times as many networks, and BP on the larger graph is
+        slower; the default stays 5 (the paper's value) because ``"auto"`` has not yet been
+        shown to raise the test AUC in ``benchmarks/llp_bags.py``.
     metric : {"euclidean", "cosine"}, default "euclidean"
         Metric of the kNN search and of the edge weights.
     bandwidth : float or "median", default "median"
@@ -109,6 +121,13 @@ class LLPClassifier(ParamsMixin):
         Share of bags held out for early stopping and model selection (none below 10 bags).
     epochs, learning_rate, weight_decay, batch_rows, patience
         Network training (:func:`probkit.llp.network.train_network`).
+    devices : int or sequence of jax.Device, optional
+        Run BP on its field sharded over these devices (an int ``m``: the first ``m`` of
+        ``jax.devices()``), padded and laid out by :func:`~probkit.inference.bp.pad_mrf` and
+        :func:`~probkit.inference.bp.shard_mrf`: the edges and bags are split over the
+        devices, so that fields too large for one device's memory fit. The marginals are
+        those of one device up to rounding. The kNN search and the network stay on the
+        default device; the other methods ignore ``devices``. None (default): one device.
     random_state : int, default 0
         Seeds the held-out bags, the initial weights and the batch order.
 
@@ -119,8 +138,12 @@ class LLPClassifier(ParamsMixin):
     params_ : NetworkParams
         The trained network.
     rounds_ : list of dict
-        Per LLP-BP round: ``similarity_strength``, BP ``iterations``, ``residual``,
-        ``converged``, ``bag_count_mae`` (mean ``|Σ_{i∈b} μ_i − k_b|``), and the marginals.
+        Per LLP-BP round: ``similarity_strength``, ``n_neighbors``, BP ``iterations``,
+        ``residual``, ``converged``, ``bag_count_mae`` (mean ``|Σ_{i∈b} μ_i − k_b|``),
+        ``validation_loss`` (the best held-out bag loss of the round's training), and the
+        marginals. The first round also holds ``candidates``: one dict per ``(n_neighbors,
+        similarity_strength)`` tried, with its ``validation_loss``; the chosen pair is the
+        first with the smallest loss.
     bp_rows_ : numpy.ndarray of int
         The rows of the training bags (not held out): ``rounds_[r]["marginals"][j]`` belongs
         to row ``bp_rows_[j]``. Set by the BP methods only.
@@ -134,7 +157,7 @@ class LLPClassifier(ParamsMixin):
         *,
         hidden: tuple[int, ...] = (128, 64),
         rounds: int = 2,
-        n_neighbors: int = 5,
+        n_neighbors: int | str = 5,
         metric: str = "euclidean",
         bandwidth: float | str = "median",
         similarity_strength: float | str = "auto",
@@ -152,6 +175,7 @@ class LLPClassifier(ParamsMixin):
         weight_decay: float = 1e-4,
         batch_rows: int = 1024,
         patience: int = 5,
+        devices: int | Sequence[Any] | None = None,
         random_state: int = 0,
     ):
         self.method = method
@@ -175,6 +199,7 @@ class LLPClassifier(ParamsMixin):
         self.weight_decay = weight_decay
         self.batch_rows = batch_rows
         self.patience = patience
+        self.devices = devices
         self.random_state = random_state
 
     # -- settings ---------------------------------------------------------------------------
@@ -194,7 +219,14 @@ class LLPClassifier(ParamsMixin):
         if method == "bp-paper":
             settings |= _PAPER
         check_positive_int("rounds", settings["rounds"])
-        check_positive_int("n_neighbors", settings["n_neighbors"])
+        if isinstance(settings["n_neighbors"], str):
+            if settings["n_neighbors"] != "auto":
+                raise ProbkitError(
+                    "n_neighbors must be a positive int or 'auto', got "
+                    f"{settings['n_neighbors']!r}."
+                )
+        else:
+            check_positive_int("n_neighbors", settings["n_neighbors"])
         check_positive_int("epochs", self.epochs)
         check_positive_int("bp_iterations", self.bp_iterations)
         check_choice("pseudo_labels", settings["pseudo_labels"], ("soft", "hard"))
@@ -213,6 +245,7 @@ class LLPClassifier(ParamsMixin):
                 f"hidden must be a non-empty tuple of positive ints, got {self.hidden}."
             )
         settings["method"] = method
+        settings["devices"] = _check_devices(self.devices)
         return settings
 
     # -- fitting ----------------------------------------------------------------------------
@@ -320,23 +353,30 @@ class LLPClassifier(ParamsMixin):
             targets = proportion
         return self._train(key, features, rows, bags, targets, validation, "instance", 0.0)[0]
 
-    def _graph(self, representation, settings):
+    def _graphs(self, representation, settings, neighbour_grid):
+        """The kNN graph and its edge weights for each ``k`` of ``neighbour_grid``."""
         start = time.perf_counter()
-        graph = knn_graph(
+        # One search with the largest k; the smaller graphs are its truncations, so a grid
+        # over k costs one search, not one per value.
+        largest = knn_graph(
             representation,
-            settings["n_neighbors"],
+            max(neighbour_grid),
             metric=settings["metric"],
             backend=self.knn_backend,
         )
-        if settings["method"] == "bp-paper":  # cosine neighbours, Euclidean weights
-            distances = np.linalg.norm(
-                representation[graph.edges[:, 0]] - representation[graph.edges[:, 1]], axis=1
-            )
-        else:
-            distances = graph.distances
-        weights = similarity_weights(distances, settings["bandwidth"])
+        graphs = {}
+        for k in neighbour_grid:
+            graph = largest if k == max(neighbour_grid) else truncate_knn_graph(largest, k)
+            if settings["method"] == "bp-paper":  # cosine neighbours, Euclidean weights
+                distances = np.linalg.norm(
+                    representation[graph.edges[:, 0]] - representation[graph.edges[:, 1]],
+                    axis=1,
+                )
+            else:
+                distances = graph.distances
+            graphs[k] = (graph, similarity_weights(distances, settings["bandwidth"]))
         self.timings_["knn"] += time.perf_counter() - start
-        return graph, weights
+        return graphs
 
     def _pseudo_labels(self, graph, weights, bags: Bags, settings, strength, prior=None):
         bag_strength = settings["bag_strength"]
@@ -352,6 +392,9 @@ class LLPClassifier(ParamsMixin):
             clique=settings["method"] == "bp-paper",
             prior_log_odds=prior,
         )
+        if settings["devices"] is not None:
+            # Neutral padding and the mesh layout: the same marginals up to rounding.
+            field = shard_mrf(field, settings["devices"])
         result = belief_propagation(
             field,
             method=self.count_method,
@@ -383,9 +426,19 @@ class LLPClassifier(ParamsMixin):
         representation = features[rows]
         strengths = settings["similarity_strength"]
         strengths = AUTO_SIMILARITY_GRID if strengths == "auto" else (strengths,)
+        neighbour_grid = settings["n_neighbors"]
+        if neighbour_grid == "auto":
+            # k must stay below the number of rows (tiny data sets keep the grid's smallest).
+            neighbour_grid = tuple(k for k in AUTO_NEIGHBORS_GRID if k < len(rows)) or (
+                AUTO_NEIGHBORS_GRID[0],
+            )
+        else:
+            neighbour_grid = (int(neighbour_grid),)
         if validation is None:
-            # No bags held out: nothing to select on, take the grid's middle value.
+            # No bags held out: nothing to select on, take the λ grid's middle value and the
+            # smallest k.
             strengths = strengths[len(strengths) // 2 :][:1]
+            neighbour_grid = neighbour_grid[:1]
         params, prior = None, None
         if settings["unaries"] == "network":
             # Start from the DLLP network: its logits become the instance evidence of the field.
@@ -404,29 +457,47 @@ class LLPClassifier(ParamsMixin):
         for round_index in range(settings["rounds"]):
             last = round_index == settings["rounds"] - 1
             loss = "aggregate" if last and self.aggregate_weight > 0 else "instance"
-            best = None
-            graph, weights = self._graph(representation, settings)
-            for strength in strengths:
-                targets, info = self._pseudo_labels(graph, weights, bags, settings, strength, prior)
-                key, key_round = jax.random.split(key)
-                # EM continues from the current network; the paper's loop trains a fresh one.
-                candidate, report = self._train(
-                    key_round,
-                    features,
-                    rows,
-                    bags,
-                    targets,
-                    validation,
-                    loss,
-                    float(self.aggregate_weight),
-                    start=params if settings["unaries"] == "network" else None,
-                )
-                score = min(report.validation_losses) if report.validation_losses else 0.0
-                info["validation_loss"] = score
-                if best is None or score < best[0]:
-                    best = (score, candidate, info)
+            best, candidates = None, []
+            graphs = self._graphs(representation, settings, neighbour_grid)
+            for k in neighbour_grid:
+                graph, weights = graphs[k]
+                for strength in strengths:
+                    targets, info = self._pseudo_labels(
+                        graph, weights, bags, settings, strength, prior
+                    )
+                    key, key_round = jax.random.split(key)
+                    # EM continues from the current network; the paper's loop trains a fresh
+                    # one.
+                    candidate, report = self._train(
+                        key_round,
+                        features,
+                        rows,
+                        bags,
+                        targets,
+                        validation,
+                        loss,
+                        float(self.aggregate_weight),
+                        start=params if settings["unaries"] == "network" else None,
+                    )
+                    # Held-out *bag* loss only: instance labels never reach the selection.
+                    score = min(report.validation_losses) if report.validation_losses else 0.0
+                    info["n_neighbors"] = int(k)
+                    info["validation_loss"] = float(score)
+                    candidates.append(
+                        {
+                            "n_neighbors": int(k),
+                            "similarity_strength": float(strength),
+                            "validation_loss": float(score),
+                        }
+                    )
+                    if best is None or score < best[0]:
+                        best = (score, candidate, info)
             _, params, info = best
-            strengths = (info["similarity_strength"],)  # selected once, in the first round
+            if round_index == 0:
+                info["candidates"] = candidates
+            # Selected once, in the first round, and kept for the later rounds.
+            strengths = (info["similarity_strength"],)
+            neighbour_grid = (info["n_neighbors"],)
             self.rounds_.append(info)
             if not last:
                 logits, representation = predict_logits(params, features[rows])
@@ -477,3 +548,24 @@ def _check_features(X: Any) -> np.ndarray:
         rows = np.flatnonzero(bad.any(axis=1))[:5].tolist()
         raise ProbkitError(f"X holds NaN or inf in rows {rows}; impute or drop them first.")
     return X
+
+
+def _check_devices(devices: Any) -> list | None:
+    """``devices`` as a list of jax devices (None stays None), or a ProbkitError."""
+    if devices is None:
+        return None
+    available = jax.devices()
+    if isinstance(devices, int | np.integer) and not isinstance(devices, bool):
+        if not 1 <= int(devices) <= len(available):
+            raise ProbkitError(
+                f"devices must be between 1 and the {len(available)} devices of this process, "
+                f"got {devices}; pass a list of jax.Device or None for one device."
+            )
+        return list(available[: int(devices)])
+    listed = list(devices) if isinstance(devices, list | tuple) else None
+    if not listed or not all(isinstance(device, jax.Device) for device in listed):
+        raise ProbkitError(
+            f"devices must be None, a positive int or a non-empty list of jax.Device, got "
+            f"{devices!r}."
+        )
+    return listed

@@ -22,7 +22,7 @@ import numpy as np
 from probkit._errors import ProbkitError
 from probkit._validate import check_choice, check_positive_int
 
-__all__ = ["KNNGraph", "knn_graph"]
+__all__ = ["KNNGraph", "knn_graph", "truncate_knn_graph"]
 
 APPROXIMATE_ABOVE = 100_000
 """``backend="auto"`` uses the exact GEMM backend below this many rows, FAISS above."""
@@ -161,9 +161,51 @@ def knn_graph(
         neighbours, distance = _exact_neighbours(points, k, metric)
     else:
         neighbours, distance = _faiss_neighbours(points, k, metric)
-    rows = np.repeat(np.arange(n), k)
-    pairs = np.sort(np.stack([rows, neighbours.ravel()], axis=1), axis=1)
-    edges, first = np.unique(pairs, axis=0, return_index=True)
+    edges, first = _symmetrised_edges(neighbours)
     return KNNGraph(
         edges=edges, distances=distance.ravel()[first].astype(np.float64), neighbours=neighbours
     )
+
+
+def _symmetrised_edges(neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Each undirected edge once (i < j), and the index of its first directed occurrence.
+    n, k = neighbours.shape
+    rows = np.repeat(np.arange(n), k)
+    pairs = np.sort(np.stack([rows, neighbours.ravel()], axis=1), axis=1)
+    return np.unique(pairs, axis=0, return_index=True)
+
+
+def truncate_knn_graph(graph: KNNGraph, k: int) -> KNNGraph:
+    """The ``k``-nearest-neighbour graph contained in a graph with more neighbours per row.
+
+    Both backends list each row's neighbours nearest first, so the first ``k`` columns of
+    ``graph.neighbours`` are the ``k`` nearest, and every edge of the smaller graph is an edge of
+    ``graph``: its distance is looked up rather than recomputed. This gives the graphs of several
+    ``k`` from one search (up to the order of exact ties, which the search breaks arbitrarily).
+
+    Parameters
+    ----------
+    graph : KNNGraph
+        From :func:`knn_graph` with ``K ≥ k`` neighbours per row.
+    k : int
+        Neighbours per row to keep.
+
+    Returns
+    -------
+    KNNGraph
+        Equal to ``knn_graph(points, k)`` on the same points, metric and backend.
+    """
+    k = check_positive_int("k", k)
+    if k > graph.neighbours.shape[1]:
+        raise ProbkitError(
+            f"k must be at most the graph's {graph.neighbours.shape[1]} neighbours per row, "
+            f"got {k}; build the graph with knn_graph(points, {k})."
+        )
+    neighbours = graph.neighbours[:, :k]
+    edges, _ = _symmetrised_edges(neighbours)
+    # Undirected edges are sorted rows (i < j) in both graphs: match them by the key i·n + j.
+    n = graph.neighbours.shape[0]
+    position = np.searchsorted(
+        graph.edges[:, 0] * n + graph.edges[:, 1], edges[:, 0] * n + edges[:, 1]
+    )
+    return KNNGraph(edges=edges, distances=graph.distances[position], neighbours=neighbours)

@@ -1,5 +1,10 @@
 """LLPClassifier: the scikit-learn contract, the bag-size-one limit, learning, and bad input."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -7,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from probkit import ProbkitError
 from probkit.llp import METHODS, LLPClassifier, bag_counts, random_bags
+from probkit.llp.classifier import AUTO_NEIGHBORS_GRID, AUTO_SIMILARITY_GRID
 
 SMALL = {"hidden": (16, 8), "epochs": 30, "batch_rows": 128}
 FLOOR = {"soft-label": 0.75, "bp-paper": 0.6}
@@ -100,3 +106,106 @@ def test_bad_input_is_refused_naming_the_bags(data):
     model.fit(X, bags, counts)
     with pytest.raises(ProbkitError, match="4"):
         model.predict(X[:, :3])
+
+
+def _within_bag_permutation(labels, bags, seed):
+    # Shuffles the labels inside every bag: each bag keeps its count, the rows' labels change.
+    rng = np.random.default_rng(seed)
+    permuted = labels.copy()
+    for bag in np.unique(bags):
+        members = np.flatnonzero(bags == bag)
+        permuted[members] = labels[rng.permutation(members)]
+    return permuted
+
+
+def test_auto_neighbours_and_strength_are_chosen_on_held_out_bags_only(data):
+    X, y, _, _ = data
+    bags = random_bags(len(y), 8, seed=2)
+    permuted = _within_bag_permutation(y, bags, seed=5)
+    assert np.any(permuted != y)
+    settings = {"rounds": 2, "n_neighbors": "auto", "hidden": (16, 8), "epochs": 8}
+    fits = []
+    for labels in (y, permuted):
+        _ids, counts = bag_counts(bags, labels)
+        fits.append(LLPClassifier("bp", **settings).fit(X, bags, counts))
+    first, second = fits
+    candidates = first.rounds_[0]["candidates"]
+    # Every (k, λ_s) of the grids is tried once, and the kept pair has the smallest held-out
+    # bag loss (the first one on ties).
+    assert [(c["n_neighbors"], c["similarity_strength"]) for c in candidates] == [
+        (k, s) for k in AUTO_NEIGHBORS_GRID for s in AUTO_SIMILARITY_GRID
+    ]
+    losses = [c["validation_loss"] for c in candidates]
+    chosen = candidates[int(np.argmin(losses))]
+    assert first.rounds_[0]["n_neighbors"] == chosen["n_neighbors"]
+    assert first.rounds_[0]["similarity_strength"] == chosen["similarity_strength"]
+    assert first.rounds_[0]["validation_loss"] == min(losses)
+    # The later round keeps the choice.
+    assert first.rounds_[1]["n_neighbors"] == chosen["n_neighbors"]
+    assert first.rounds_[1]["similarity_strength"] == chosen["similarity_strength"]
+    assert "candidates" not in first.rounds_[1]
+    # Labels shuffled inside the bags leave every count, and so every loss and the choice, as
+    # they were: the selection sees bags, never instance labels.
+    assert second.rounds_[0]["candidates"] == candidates
+    np.testing.assert_array_equal(second.decision_function(X), first.decision_function(X))
+
+
+def test_fixed_neighbours_are_recorded_and_bad_values_refused(data):
+    X, y, _, _ = data
+    bags = random_bags(len(y), 8, seed=1)
+    _ids, counts = bag_counts(bags, y)
+    model = LLPClassifier(
+        "bp", n_neighbors=7, similarity_strength=0.3, rounds=1, hidden=(8,), epochs=2
+    ).fit(X, bags, counts)
+    assert model.rounds_[0]["n_neighbors"] == 7
+    assert model.rounds_[0]["candidates"] == [
+        {
+            "n_neighbors": 7,
+            "similarity_strength": 0.3,
+            "validation_loss": model.rounds_[0]["validation_loss"],
+        }
+    ]
+    for bad in ("many", 0, -3, 2.5, True):
+        with pytest.raises(ProbkitError, match="n_neighbors"):
+            LLPClassifier("bp", n_neighbors=bad).fit(X, bags, counts)
+    for bad in (0, 99, "cpu", [], ["cpu:0"]):
+        with pytest.raises(ProbkitError, match="devices"):
+            LLPClassifier("bp", devices=bad).fit(X, bags, counts)
+
+
+SHARDED_FIT = textwrap.dedent(
+    """
+    import jax
+    import numpy as np
+
+    from probkit.llp import LLPClassifier, bag_counts, random_bags
+
+    assert len(jax.devices()) == 4
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(203, 3))  # 203 rows: edges and bags that 4 does not divide
+    y = (X[:, 0] + 0.5 * rng.normal(size=203) > 0).astype(int)
+    bags = random_bags(len(y), 8, seed=0)
+    _ids, counts = bag_counts(bags, y)
+    settings = {"similarity_strength": 0.3, "rounds": 1, "hidden": (8,), "epochs": 3}
+    one = LLPClassifier("bp", **settings).fit(X, bags, counts)
+    four = LLPClassifier("bp", devices=4, **settings).fit(X, bags, counts)
+    listed = LLPClassifier("bp", devices=jax.devices()[:2], **settings).fit(X, bags, counts)
+    for sharded in (four, listed):
+        for a, b in zip(one.rounds_, sharded.rounds_, strict=True):
+            assert a["iterations"] == b["iterations"]
+            np.testing.assert_allclose(b["marginals"], a["marginals"], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            sharded.predict_proba(X), one.predict_proba(X), rtol=0, atol=1e-4
+        )
+    print("ok")
+    """
+)
+
+
+def test_bp_sharded_over_four_devices_gives_the_fit_of_one():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    result = subprocess.run(
+        [sys.executable, "-c", SHARDED_FIT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")

@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from probkit import ProbkitError
-from probkit.llp import knn_graph
+from probkit.llp import knn_graph, truncate_knn_graph
 
 
 def _brute(points, k, metric):
@@ -51,3 +51,19 @@ def test_faiss_backend_finds_nearly_all_neighbours():
 def test_bad_points_are_refused(points, kwargs, match):
     with pytest.raises(ProbkitError, match=match):
         knn_graph(points, **kwargs)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_truncating_a_larger_graph_gives_the_smaller_graph(metric):
+    points = np.random.default_rng(3).normal(size=(250, 5))
+    large = knn_graph(points, 12, metric=metric, backend="exact")
+    for k in (1, 4, 12):
+        small = truncate_knn_graph(large, k)
+        direct = knn_graph(points, k, metric=metric, backend="exact")
+        np.testing.assert_array_equal(small.neighbours, direct.neighbours)
+        np.testing.assert_array_equal(small.edges, direct.edges)
+        np.testing.assert_allclose(small.distances, direct.distances, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ProbkitError, match="k must be at most"):
+        truncate_knn_graph(large, 13)
+    with pytest.raises(ProbkitError, match="k"):
+        truncate_knn_graph(large, 0)
