@@ -4,26 +4,37 @@ Methods, all ``probkit.llp.LLPClassifier`` with the same network (128-64 ReLU ML
 early stopping on held-out bags, never on instance labels):
 
 * ``bp``: LLP-BP with exact count factors and the network's logits as unary evidence (EM with
-  a similarity prior), ``λ_s`` chosen on held-out bags;
-* ``bp (no unaries)``: the paper's field with exact count factors (the network enters only
-  through the embeddings its graph is built on);
+  a similarity prior), ``λ_s`` chosen on held-out bags, ``k = 5``;
 * ``bp-paper``: the authors' release (clique expansion, ``λ_s = λ_b = 10``, cosine 5-NN,
   hard pseudo-labels, 100 sweeps);
 * ``dllp``, ``easyllp``, ``soft-label``;
-* ``oracle``: the same network trained on the instance labels (bags of one).
+* ``oracle``: the same network trained on the instance labels (bags of one), one seed;
+* selectable, not in the default grid: ``bp (no unaries)``, the paper's field with exact count
+  factors (the network enters only through the embeddings its graph is built on; behind ``bp``
+  in 5 of the 6 cells of the first two-seed run), and ``bp (k auto)``, ``bp`` with
+  ``n_neighbors="auto"`` (``k`` and ``λ_s`` chosen together on held-out bags), which runs as a
+  probe at a few bag sizes (``--probe-methods``, ``--probe-sizes``).
 
 For each data set (Adult, Bank Marketing from ``PROBKIT_LLP_DATA`` or ``../shared/data/llp``,
 Fair's affairs from statsmodels), bag size and seed: the instance-level test AUC, and for the
-BP methods the seconds in kNN, BP and training, the BP sweeps and the bag-count error of the
-marginals. Also the BP time of the clique expansion against the count factor on the same field.
+BP methods the seconds in kNN, BP and training, the BP sweeps, the chosen ``λ_s`` and ``k`` and
+the bag-count error of the marginals. Also the BP time of the clique expansion against the count
+factor on the same field.
 
-Run ``python benchmarks/llp_bags.py`` (``--smoke`` for one data set, one bag size and one
-seed); results go to ``benchmarks/results/llp_bags.{json,md}``.
+The grid is resumable: every finished cell (data set, bag size, seed, method) is written to
+``benchmarks/results/llp_bags.json`` at once, with the settings and the commit it ran with, and
+``--resume`` skips the cells already there with the same settings, so the grid can be completed
+over several sessions. The markdown table is regenerated from whatever cells exist, with the
+number of seeds of each. Cells run in order of information (see :func:`plan`).
+
+Run ``nice -n 19 python benchmarks/llp_bags.py --resume`` (``--smoke`` for one data set, one
+bag size and one seed); results go to ``benchmarks/results/llp_bags.{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -48,17 +59,21 @@ from probkit.llp.datasets import llp_data_folder, load_adult, load_bank_marketin
 
 METHODS = {
     "bp": {"method": "bp"},
-    "bp (no unaries)": {"method": "bp", "unaries": "none"},
     "bp-paper": {"method": "bp-paper"},
     "dllp": {"method": "dllp"},
     "easyllp": {"method": "easyllp"},
     "soft-label": {"method": "soft-label"},
+    "bp (no unaries)": {"method": "bp", "unaries": "none"},
+    "bp (k auto)": {"method": "bp", "n_neighbors": "auto"},
+    "oracle": {"method": "soft-label"},  # on bags of one: supervised learning
 }
+
+DEFAULT_METHODS = ("bp", "bp-paper", "dllp", "easyllp", "soft-label")
 
 LOADERS = {"adult": load_adult, "bank_marketing": load_bank_marketing, "fair": load_fair}
 
 
-def _run(data, bag_size, seed, name, settings, epochs):
+def _run(data, bag_size, seed, settings, epochs):
     bags = random_bags(len(data.y_train), bag_size, seed=seed)
     _, counts = bag_counts(bags, data.y_train)
     start = time.perf_counter()
@@ -98,72 +113,142 @@ def _clique_timing(data, bag_size, seed):
     return out
 
 
-def main(argv=None) -> int:
-    """Run the benchmark; returns 0."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--out", default=str(DEFAULT_OUT))
-    parser.add_argument("--datasets", default="adult,bank_marketing,fair")
-    parser.add_argument("--bag-sizes", default="8,32,128,512")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--epochs", type=int, default=50)
-    args = parser.parse_args(argv)
-    datasets = args.datasets.split(",")
-    sizes = [int(s) for s in args.bag_sizes.split(",")]
-    seeds = range(args.seeds)
-    methods = args.methods.split(",")
-    settings = dict(METHODS)
-    if args.smoke:
-        datasets, sizes, seeds, methods = ["fair"], [16], range(1), ["bp", "dllp"]
-        args.epochs = 5
-        settings["bp"] = {"method": "bp", "similarity_strength": 1.0, "rounds": 1}
-    if llp_data_folder() is None:
-        datasets = [d for d in datasets if d == "fair"]
-    results: dict = {}
-    for dataset in datasets:
-        data = LOADERS[dataset]()
-        entry = results[dataset] = {"n_train": len(data.y_train), "sizes": {}}
-        oracle = _run(data, 1, 0, "oracle", {"method": "soft-label"}, args.epochs)
-        entry["oracle_auc"] = oracle["auc"]
-        for size in sizes:
-            cell = entry["sizes"][str(size)] = {}
-            for name in methods:
-                runs = [_run(data, size, s, name, settings[name], args.epochs) for s in seeds]
-                aucs = [r["auc"] for r in runs]
-                cell[name] = {
-                    "auc_mean": statistics.fmean(aucs),
-                    "auc_sd": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
-                    "seconds_mean": statistics.fmean(r["seconds"] for r in runs),
-                    "runs": runs,
-                }
-                print(dataset, size, name, round(cell[name]["auc_mean"], 4), flush=True)
-            if not args.smoke and size >= 32:
-                cell["bp_time_clique_vs_count"] = _clique_timing(data, size, 0)
-    payload = {
-        "machine": machine_info(),
-        "seeds": list(seeds),
-        "epochs": args.epochs,
-        "results": results,
+def _cell_key(kind, dataset, size, seed, method):
+    return f"{kind}|{dataset}|{size}|{seed}|{method}"
+
+
+def plan(args) -> list[tuple[str, str, int, int, str]]:
+    """The cells in the order they run: ``(kind, dataset, bag size, seed, method)``.
+
+    The most informative cells come first: the oracle of each data set; every data set, bag
+    size and method at the first ``--first-seeds`` seeds; the probe methods
+    (``--probe-methods`` at ``--probe-sizes``) at those seeds; the remaining seeds; the
+    ``--extra`` pairs ``dataset:size`` at every seed; last, the BP timing of the clique
+    expansion against the count factor.
+    """
+    datasets = [d for d in args.datasets.split(",") if d]
+    sizes = [int(s) for s in args.bag_sizes.split(",") if s]
+    methods = [m for m in args.methods.split(",") if m]
+    probe_methods = [m for m in args.probe_methods.split(",") if m]
+    probe_sizes = [int(s) for s in args.probe_sizes.split(",") if s]
+    unknown = sorted(set(methods + probe_methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    seeds = list(range(args.seeds))
+    first, rest = seeds[: args.first_seeds], seeds[args.first_seeds :]
+
+    def grid(seed_list, dataset_list, size_list, method_list):
+        return [
+            ("auc", dataset, size, seed, method)
+            for seed in seed_list
+            for dataset in dataset_list
+            for size in size_list
+            for method in method_list
+        ]
+
+    cells = [("auc", dataset, 1, 0, "oracle") for dataset in datasets]
+    cells += grid(first, datasets, sizes, methods)
+    cells += grid(first, datasets, probe_sizes, probe_methods)
+    cells += grid(rest, datasets, sizes, methods)
+    for pair in (p for p in args.extra.split(",") if p):
+        dataset, size = pair.split(":")
+        if dataset in datasets:
+            cells += grid(seeds, [dataset], [int(size)], methods)
+    if args.clique_timing:
+        cells += [("clique", d, size, 0, "bp") for d in datasets for size in sizes if size >= 32]
+    return cells
+
+
+def _previous_cells(path: Path) -> dict:
+    # Cells of an earlier run, by key; a JSON of the older layout (no "cells") holds none.
+    if not path.exists():
+        return {}
+    payload = json.loads(path.read_text())
+    return {
+        _cell_key(c["kind"], c["dataset"], c["bag_size"], c["seed"], c["method"]): c
+        for c in payload.get("cells", [])
     }
+
+
+def _summary(values):
+    return {
+        "auc_mean": statistics.fmean(values),
+        "auc_sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def aggregate(cells: list[dict], n_train: dict) -> dict:
+    """Per data set and bag size, each method's AUC over the seeds done so far."""
+    results: dict = {}
+    for cell in sorted(cells, key=lambda c: (c["dataset"], c["bag_size"], c["seed"])):
+        entry = results.setdefault(
+            cell["dataset"], {"n_train": n_train.get(cell["dataset"]), "sizes": {}}
+        )
+        if cell["kind"] == "clique":
+            size_entry = entry["sizes"].setdefault(str(cell["bag_size"]), {})
+            size_entry["bp_time_clique_vs_count"] = cell["timing"]
+            continue
+        if cell["method"] == "oracle":
+            entry["oracle_auc"] = cell["run"]["auc"]
+            continue
+        size_entry = entry["sizes"].setdefault(str(cell["bag_size"]), {})
+        method = size_entry.setdefault(cell["method"], {"seeds": [], "runs": []})
+        method["seeds"].append(cell["seed"])
+        method["runs"].append(cell["run"])
+    for entry in results.values():
+        for size_entry in entry["sizes"].values():
+            for name, method in size_entry.items():
+                if name == "bp_time_clique_vs_count":
+                    continue
+                method |= _summary([r["auc"] for r in method["runs"]])
+                method["seconds_mean"] = statistics.fmean(r["seconds"] for r in method["runs"])
+    return results
+
+
+def markdown(results: dict, epochs: int, commits: list[str]) -> str:
+    """The report: AUC (mean ± sd and seed count) and mean seconds per data set and bag size."""
     lines = [
-        "# LLP on random bags: instance-level test AUC (mean ± sd over seeds)",
+        "# LLP on random bags: instance-level test AUC (mean ± sd over seeds, seed count)",
         "",
-        f"Seeds: {len(seeds)}; network 128-64, ≤ {args.epochs} epochs, early stopping on "
-        "held-out bags. `python benchmarks/llp_bags.py`.",
+        f"Network 128-64, ≤ {epochs} epochs, early stopping on held-out bags. "
+        "`nice -n 19 python benchmarks/llp_bags.py --resume` completes the grid (a blank "
+        "cell has not run yet). Commits of the cells: " + ", ".join(commits) + ".",
         "",
     ]
-    for dataset, entry in results.items():
-        lines += [
-            f"## {dataset} (n_train = {entry['n_train']}, oracle AUC {entry['oracle_auc']:.4f})",
-            "",
-        ]
-        rows = []
-        for size, cell in entry["sizes"].items():
-            rows.append(
-                [size] + [f"{cell[m]['auc_mean']:.4f} ± {cell[m]['auc_sd']:.4f}" for m in methods]
+    order = list(METHODS)
+    for dataset in sorted(results, key=list(LOADERS).index):
+        entry = results[dataset]
+        oracle = entry.get("oracle_auc")
+        oracle_text = f", oracle AUC {oracle:.4f}" if oracle is not None else ""
+        lines += [f"## {dataset} (n_train = {entry['n_train']}{oracle_text})", ""]
+        sizes = sorted(entry["sizes"], key=int)
+        present = {m for size in sizes for m in entry["sizes"][size] if m in METHODS}
+        methods = [m for m in order if m in present]
+        auc_rows, second_rows = [], []
+        for size in sizes:
+            cell = entry["sizes"][size]
+            if not any(m in cell for m in methods):
+                continue
+            auc_rows.append(
+                [size]
+                + [
+                    f"{cell[m]['auc_mean']:.4f} ± {cell[m]['auc_sd']:.4f} ({len(cell[m]['runs'])})"
+                    if m in cell
+                    else ""
+                    for m in methods
+                ]
             )
-        lines += [markdown_table(["bag size", *methods], rows), ""]
+            second_rows.append(
+                [size] + [f"{cell[m]['seconds_mean']:.1f}" if m in cell else "" for m in methods]
+            )
+        if auc_rows:
+            lines += [markdown_table(["bag size", *methods], auc_rows), ""]
+            lines += [
+                "Mean seconds per fit (2-core CPU unless the JSON's machine says otherwise)",
+                "",
+                markdown_table(["bag size", *methods], second_rows),
+                "",
+            ]
         timing_rows = [
             [
                 size,
@@ -171,8 +256,8 @@ def main(argv=None) -> int:
                 f"{c['clique']['steady_s']:.2f}",
                 c["clique"]["pairwise_edges"],
             ]
-            for size, cell in entry["sizes"].items()
-            if (c := cell.get("bp_time_clique_vs_count"))
+            for size in sizes
+            if (c := entry["sizes"][size].get("bp_time_clique_vs_count"))
         ]
         if timing_rows:
             lines += [
@@ -181,7 +266,86 @@ def main(argv=None) -> int:
                 markdown_table(["bag size", "count", "clique", "clique edges"], timing_rows),
                 "",
             ]
-    write_results(args.out, "llp_bags", payload, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Run the benchmark (or the cells of it not yet done); returns 0."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="skip cells already in the JSON")
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--datasets", default="adult,bank_marketing,fair")
+    parser.add_argument("--bag-sizes", default="8,32,128,512")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seeds", type=int, default=2)
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    parser.add_argument("--probe-methods", default="bp (k auto)")
+    parser.add_argument("--probe-sizes", default="32,128")
+    parser.add_argument("--extra", default="adult:2048", help="dataset:size pairs, last")
+    parser.add_argument("--no-clique-timing", dest="clique_timing", action="store_false")
+    parser.add_argument("--epochs", type=int, default=50)
+    args = parser.parse_args(argv)
+    settings = dict(METHODS)
+    if args.smoke:
+        args.datasets, args.bag_sizes, args.seeds, args.methods = "fair", "16", 1, "bp,dllp"
+        args.probe_methods, args.extra, args.clique_timing, args.epochs = "", "", False, 5
+        settings["bp"] = {"method": "bp", "similarity_strength": 1.0, "rounds": 1}
+    if llp_data_folder() is None:
+        args.datasets = ",".join(d for d in args.datasets.split(",") if d == "fair")
+    cells = plan(args)
+    path = Path(args.out) / "llp_bags.json"
+    done = _previous_cells(path) if args.resume else {}
+    data_cache, n_train = {}, {}
+    for cell in done.values():
+        n_train[cell["dataset"]] = cell["n_train"]
+    machine = machine_info()
+    commit = machine["probkit_checkout"]["commit"][:12]
+    if machine["probkit_checkout"]["uncommitted_library_changes"]:
+        commit += "+uncommitted"
+
+    def write():
+        finished = list(done.values())
+        commits = sorted({c["commit"] for c in finished})
+        payload = {
+            "machine": machine,
+            "epochs": args.epochs,
+            "cells": finished,
+            "results": aggregate(finished, n_train),
+        }
+        write_results(
+            args.out, "llp_bags", payload, markdown(payload["results"], args.epochs, commits)
+        )
+
+    for kind, dataset, size, seed, method in cells:
+        key = _cell_key(kind, dataset, size, seed, method)
+        cell_settings = {**settings[method], "epochs": args.epochs}
+        previous = done.get(key)
+        if previous is not None and previous["settings"] == cell_settings:
+            continue
+        if dataset not in data_cache:
+            data_cache[dataset] = LOADERS[dataset]()
+            n_train[dataset] = len(data_cache[dataset].y_train)
+        data = data_cache[dataset]
+        record = {
+            "kind": kind,
+            "dataset": dataset,
+            "bag_size": size,
+            "seed": seed,
+            "method": method,
+            "settings": cell_settings,
+            "n_train": n_train[dataset],
+            "commit": commit,
+        }
+        if kind == "clique":
+            record["timing"] = _clique_timing(data, size, seed)
+        else:
+            record["run"] = _run(data, size, seed, settings[method], args.epochs)
+            print(dataset, size, seed, method, round(record["run"]["auc"], 4), flush=True)
+        record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        done[key] = record
+        write()  # every finished cell is on disk at once: an interrupted grid resumes here
+    write()
     return 0
 
 
