@@ -300,8 +300,12 @@ def main(argv=None) -> int:
     for cell in done.values():
         n_train[cell["dataset"]] = cell["n_train"]
     machine = machine_info()
+    # The commit whose LLP code ran; "+uncommitted" when the code this benchmark imports (llp,
+    # bp, the shared helpers) differs from it; edits elsewhere in the library do not count.
     commit = machine["probkit_checkout"]["commit"][:12]
-    if machine["probkit_checkout"]["uncommitted_library_changes"]:
+    relevant = ("probkit/llp", "probkit/_", "probkit/__init__", "inference/")
+    changed = machine["probkit_checkout"]["uncommitted_library_changes"]
+    if any(line[3:].startswith(relevant) for line in changed):
         commit += "+uncommitted"
 
     def write():
