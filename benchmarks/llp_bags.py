@@ -302,9 +302,10 @@ def main(argv=None) -> int:
     machine = machine_info()
     # The commit whose LLP code ran; "+uncommitted" when the code this benchmark imports (llp,
     # bp, the shared helpers) differs from it; edits elsewhere in the library do not count.
-    commit = machine["probkit_checkout"]["commit"][:12]
+    checkout = machine.get("probkit_checkout") or {"commit": "unknown", "changes": []}
+    commit = checkout["commit"][:12]
     relevant = ("probkit/llp", "probkit/_", "probkit/__init__", "inference/")
-    changed = machine["probkit_checkout"]["uncommitted_library_changes"]
+    changed = checkout.get("uncommitted_library_changes", [])
     if any(line[3:].startswith(relevant) for line in changed):
         commit += "+uncommitted"
 
