@@ -86,7 +86,7 @@ from _common import (
     write_results,
 )
 
-from probkit.meta import NIWMeta, SinusoidEpisodes, sinusoid_episodes
+from probkit.meta import MetaState, NIWMeta, SinusoidEpisodes, sinusoid_episodes
 
 NAME = "meta_sinusoid"
 METHODS = ("maml", "fomaml", "reptile", "niw_meta")
@@ -401,7 +401,8 @@ def meta_train(
         and compiling), ``steady_s_per_meta_step`` (median later chunk / chunk), ``total_s``,
         ``finite`` (every leaf of the final state and every loss finite),
         ``first_nonfinite_before_step`` (the end of the first chunk after which the state held
-        a non-finite value, or None) and ``nonfinite_leaves`` (path: count, in the final state).
+        a non-finite value, or None) and ``nonfinite_leaves`` (path: count, in the final state);
+        for NIW-Meta also ``rejected_episodes`` and ``skipped_updates`` (its guard's counts).
     """
     root = jax.random.key(seed)
     data_key, noise_key = jax.random.fold_in(root, 1), jax.random.fold_in(root, 2)
@@ -429,7 +430,13 @@ def meta_train(
     total = time.perf_counter() - started
     steady = statistics.median(times[1:]) if len(times) > 1 else times[0]
     nonfinite = _nonfinite_leaves(state)
-    return state, {
+    guard = {}
+    if isinstance(state, MetaState):
+        guard = {
+            "rejected_episodes": int(state.rejected_episodes),
+            "skipped_updates": int(state.skipped_updates),
+        }
+    return state, guard | {
         "loss_per_chunk": losses,
         "max_loss_per_chunk": largest,
         "chunk": chunk,
@@ -1018,6 +1025,13 @@ def _markdown(payload: dict[str, Any], args: argparse.Namespace) -> str:
             ]
         for method, result in entry["methods"].items():
             training = result.get("training")
+            if training and (training.get("rejected_episodes") or training.get("skipped_updates")):
+                lines += [
+                    "",
+                    f"{LABELS[method]} left {training['rejected_episodes']} failed episode fits "
+                    f"out of their meta-batches and skipped {training['skipped_updates']} "
+                    "non-finite updates.",
+                ]
             if training and not training["finite"]:
                 paths = training["nonfinite_leaves"]
                 leaves = ", ".join(f"`{path}` ({count})" for path, count in paths.items())

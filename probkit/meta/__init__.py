@@ -14,7 +14,7 @@ from probkit.meta.core import (
     monte_carlo_episode_meta_loss,
     random_effects_meta_loss,
 )
-from probkit.meta.fits import laplace_fit, linear_gaussian_fit, sgld_fit
+from probkit.meta.fits import ggn_fit, laplace_fit, linear_gaussian_fit, sgld_fit
 from probkit.meta.learner import MetaState, NIWMeta
 from probkit.meta.metrics import (
     CalibrationReport,
@@ -50,6 +50,7 @@ __all__ = [
     "classification_calibration",
     "digits_episodes",
     "episode_meta_loss",
+    "ggn_fit",
     "interval_coverage",
     "laplace_fit",
     "linear_gaussian_episodes",

@@ -7,7 +7,12 @@
   on ``exp(-L(θ))`` started at the prior mean; the sample mean and the inverse sample variance of
   the draws after burn-in (diagonal, clamped to ``[min_precision, max_precision]``).
 * :func:`laplace_fit`: a few Adam steps on ``L`` from the prior mean, then the diagonal of the
-  Hessian there (clamped the same way).
+  Hessian there (clamped the same way); ``d`` Hessian-vector products.
+* :func:`ggn_fit`: the same Adam steps, then the diagonal of the generalised Gauss-Newton
+  matrix ``JᵀHJ`` of a loss written as ``ℓ(f(θ))`` (``J`` the Jacobian of the model's outputs,
+  ``H`` the Hessian of ``ℓ`` in them): positive semi-definite for a convex ``ℓ`` (squared error,
+  cross-entropy) even where the loss is not convex in ``θ``, and it costs one
+  vector-Jacobian product per output instead of one Hessian-vector product per parameter.
 
 All return a :class:`~probkit.meta.core.GaussianFit` on the flat parameter vector; the fits are
 constants of the meta-loss (no graph is kept through their inner steps), so memory does not
@@ -25,7 +30,7 @@ import optax
 from probkit._errors import ProbkitError
 from probkit.meta.core import GaussianFit
 
-__all__ = ["laplace_fit", "linear_gaussian_fit", "sgld_fit"]
+__all__ = ["ggn_fit", "laplace_fit", "linear_gaussian_fit", "sgld_fit"]
 
 
 def linear_gaussian_fit(design, targets, noise_variance, mask=None) -> GaussianFit:
@@ -125,6 +130,18 @@ def sgld_fit(
     return GaussianFit(mean, _clamp(1.0 / variance, min_precision, max_precision))
 
 
+def _adam_minimise(gradient, start, num_steps, learning_rate):
+    optimizer = optax.adam(learning_rate)
+
+    def step(carry, _):
+        theta, state = carry
+        updates, state = optimizer.update(gradient(theta), state, theta)
+        return (optax.apply_updates(theta, updates), state), None
+
+    (theta, _), _ = jax.lax.scan(step, (start, optimizer.init(start)), None, length=num_steps)
+    return theta
+
+
 def laplace_fit(
     loss: Callable[[jax.Array], jax.Array],
     start: jax.Array,
@@ -139,18 +156,64 @@ def laplace_fit(
     The diagonal is computed with one Hessian-vector product per coordinate (``d`` of them), so
     this suits models of up to some thousands of parameters.
     """
-    optimizer = optax.adam(learning_rate)
     gradient = jax.grad(loss)
-
-    def step(carry, _):
-        theta, state = carry
-        updates, state = optimizer.update(gradient(theta), state, theta)
-        return (optax.apply_updates(theta, updates), state), None
-
-    (theta, _), _ = jax.lax.scan(step, (start, optimizer.init(start)), None, length=num_steps)
+    theta = _adam_minimise(gradient, start, num_steps, learning_rate)
 
     def hessian_diagonal_entry(basis):
         return basis @ jax.jvp(gradient, (theta,), (basis,))[1]
 
     diagonal = jax.lax.map(hessian_diagonal_entry, jnp.eye(theta.shape[0], dtype=theta.dtype))
+    return GaussianFit(theta, _clamp(diagonal, min_precision, max_precision))
+
+
+def ggn_fit(
+    outputs: Callable[[jax.Array], jax.Array],
+    output_loss: Callable[[jax.Array], jax.Array],
+    start: jax.Array,
+    *,
+    num_steps: int,
+    learning_rate: float,
+    min_precision: float = 1e-4,
+    max_precision: float = 1e3,
+) -> GaussianFit:
+    """Gaussian fit from Adam steps on ``ℓ(f(θ))`` and the diagonal generalised Gauss-Newton there.
+
+    Parameters
+    ----------
+    outputs : callable
+        ``f(θ)`` on the flat parameter vector: the model's outputs on the episode's examples
+        (any shape, e.g. ``(n,)`` predictions or ``(n, classes)`` logits).
+    output_loss : callable
+        ``ℓ(z)``: the episode's loss as a function of those outputs, so that the loss is
+        ``ℓ(f(θ))``.
+    start : array, shape (d,)
+        Where Adam starts, the prior mean ``m₀``.
+    num_steps, learning_rate : int and float
+        The Adam steps.
+    min_precision, max_precision : float
+        Clamp of the per-coordinate precision.
+
+    Returns
+    -------
+    GaussianFit
+        Diagonal: the end of the Adam steps and the clamped ``diag(JᵀHJ)`` there.
+
+    Notes
+    -----
+    ``J`` (outputs × d) is built with one reverse pass per output and ``H`` is ``ℓ``'s Hessian
+    in the outputs (outputs × outputs), so the cost is that of a few-shot episode's outputs,
+    not of the ``d`` Hessian-vector products of :func:`laplace_fit`. The Gauss-Newton matrix
+    drops the term of ``ℓ``'s gradient times the model's own curvature; it equals the Hessian
+    for a model linear in ``θ`` and is the usual Laplace curvature of networks because it stays
+    positive semi-definite.
+    """
+
+    def loss(theta):
+        return output_loss(outputs(theta))
+
+    theta = _adam_minimise(jax.grad(loss), start, num_steps, learning_rate)
+    fitted = outputs(theta)
+    jacobian = jax.jacrev(lambda point: jnp.ravel(outputs(point)))(theta)
+    hessian = jax.hessian(lambda flat: output_loss(flat.reshape(fitted.shape)))(jnp.ravel(fitted))
+    diagonal = jnp.einsum("pd,pq,qd->d", jacobian, hessian, jacobian)
     return GaussianFit(theta, _clamp(diagonal, min_precision, max_precision))

@@ -7,6 +7,13 @@ takes one optax step on the mean meta-loss of a batch of episodes plus ``1/N`` t
 ``KL(q(φ) ‖ p(φ))`` for a fixed hyperprior ``p(φ)``. The fits are constants of that loss, so no
 graph is kept through the inner steps and memory does not grow with them (MAML's does).
 
+An episode whose fit failed (a non-finite mean or precision, or a mean at which the episode's
+loss has risen far above its value at the start, the sign of a diverging Langevin chain) is left
+out of its batch's meta-loss, and an update whose loss, gradients or new state are not finite is
+not applied; the state counts both (``rejected_episodes``, ``skipped_updates``), and
+``strict=True`` raises instead. Without the guard one diverged chain in thousands of steps
+overflows Adam's second moment and freezes the affected coordinates for good, silently.
+
 A new episode is met from the mode of ``q(φ)``: its support set is fitted from ``m₀`` and
 combined with the mode's precision ``γ₀(n₀ + 3)`` in closed form; predictions average the model
 over draws from that local posterior.
@@ -34,7 +41,7 @@ from probkit.meta.core import (
     local_posterior,
     monte_carlo_episode_meta_loss,
 )
-from probkit.meta.fits import laplace_fit, sgld_fit
+from probkit.meta.fits import ggn_fit, laplace_fit, sgld_fit
 
 __all__ = ["MetaState", "NIWMeta"]
 
@@ -52,12 +59,19 @@ class MetaState(NamedTuple):
         ``log_kappa`` (``log κ₀``).
     opt_state : optax.OptState
     step : jax.Array
-        Updates taken.
+        Updates applied.
+    rejected_episodes : jax.Array
+        Episodes left out of their batch's meta-loss because their fit failed (all updates).
+    skipped_updates : jax.Array
+        Updates not applied because the loss, the gradients or the new state were not finite,
+        or every episode of the batch was rejected.
     """
 
     raw: dict
     opt_state: Any
     step: jax.Array
+    rejected_episodes: jax.Array
+    skipped_updates: jax.Array
 
 
 class NIWMeta:
@@ -70,13 +84,20 @@ class NIWMeta:
         its examples, for parameters shaped like ``init_params``.
     init_params : pytree
         Parameters of the learner (e.g. a network's); they fix the flat layout and start ``m₀``.
-    fit : {"sgld", "laplace"} or callable, default "sgld"
-        The Gaussian fit of an episode's loss: the paper's SGLD draws, a Laplace fit, or
-        ``fit(key, start, episode) -> GaussianFit`` (e.g. an exact fit of a linear-Gaussian loss).
+    fit : {"sgld", "laplace", "ggn"} or callable, default "sgld"
+        The Gaussian fit of an episode's loss: the paper's SGLD draws, a Laplace fit (diagonal
+        Hessian), a diagonal generalised Gauss-Newton fit (needs ``outputs`` and
+        ``output_loss``), or ``fit(key, start, episode) -> GaussianFit`` (e.g. an exact fit of a
+        linear-Gaussian loss).
     fit_options : dict, optional
         Options of :func:`~probkit.meta.fits.sgld_fit` (default ``num_steps=20, burnin=10,
-        step_size=1e-4``) or :func:`~probkit.meta.fits.laplace_fit` (default ``num_steps=20,
-        learning_rate=1e-2``).
+        step_size=1e-4``), :func:`~probkit.meta.fits.laplace_fit` or
+        :func:`~probkit.meta.fits.ggn_fit` (default ``num_steps=20, learning_rate=1e-2``).
+    outputs, output_loss : callable, optional
+        ``outputs(params, episode)``: the model's outputs on the episode's examples, and
+        ``output_loss(outputs, episode)``: the loss as a function of them, so that
+        ``loss(params, episode) == output_loss(outputs(params, episode), episode)``. Needed by
+        ``fit="ggn"`` only.
     meta_loss : {"quadratic", "monte_carlo"}, default "quadratic"
         The first term of each episode's meta-loss: the fit's quadratic surrogate (closed form)
         or the real loss averaged over ``num_loss_samples`` reparameterised draws from the
@@ -101,6 +122,16 @@ class NIWMeta:
         Without it there is no hyperprior term.
     hyperprior : DiagonalNIW, optional
         ``p(φ)`` (default: ``m = 0``, ``γ = 1``, ``n = 1``, ``κ = 1``).
+    max_loss_increase : float, optional
+        An episode's fit is rejected when its loss at the fit's mean exceeds its loss at the
+        start ``m₀`` by more than this (default ``d``, the number of parameters: Langevin draws
+        at equilibrium sit about ``d/2`` above the minimum and their mean well below that, while
+        a diverging chain overshoots by orders of magnitude), or when the fit is not finite.
+    strict : bool, default False
+        Raise :class:`~probkit.ProbkitError` from :meth:`update` when an episode is rejected or
+        an update is skipped (this waits for the update to finish, so it costs the
+        asynchronous dispatch of consecutive updates). Otherwise both are counted in the state
+        and reported in the update's info.
     """
 
     def __init__(
@@ -122,6 +153,10 @@ class NIWMeta:
         precision_bounds: tuple[float, float] = (1e-6, 1e6),
         num_episodes: int | None = None,
         hyperprior: DiagonalNIW | None = None,
+        outputs: Callable[[Any, Any], jax.Array] | None = None,
+        output_loss: Callable[[jax.Array, Any], jax.Array] | None = None,
+        max_loss_increase: float | None = None,
+        strict: bool = False,
     ):
         if not callable(loss):
             raise ProbkitError("`loss` must be a callable loss(params, episode) -> scalar.")
@@ -131,11 +166,17 @@ class NIWMeta:
         self._init_flat = flat
         self.loss = loss
         if isinstance(fit, str):
-            fit = check_choice("fit", fit, ("sgld", "laplace"))
+            fit = check_choice("fit", fit, ("sgld", "laplace", "ggn"))
         elif not callable(fit):
             raise ProbkitError(
-                "`fit` must be 'sgld', 'laplace' or a callable fit(key, start, episode)."
+                "`fit` must be 'sgld', 'laplace', 'ggn' or a callable fit(key, start, episode)."
             )
+        if fit == "ggn" and not (callable(outputs) and callable(output_loss)):
+            raise ProbkitError(
+                "fit='ggn' needs `outputs(params, episode)` and `output_loss(outputs, episode)` "
+                "(callables with loss == output_loss(outputs(params, episode), episode))."
+            )
+        self.outputs, self.output_loss = outputs, output_loss
         self.fit = fit
         self.fit_options = dict(fit_options or {})
         self.meta_loss_kind = check_choice("meta_loss", meta_loss, ("quadratic", "monte_carlo"))
@@ -176,6 +217,14 @@ class NIWMeta:
                 f"`hyperprior` must be a DiagonalNIW over the {flat.size} flat parameters (loc and "
                 "precision of that length, scalar df and kappa)."
             )
+        if max_loss_increase is None:
+            max_loss_increase = float(flat.size)
+        if not (np.isfinite(max_loss_increase) and max_loss_increase > 0):
+            raise ProbkitError(
+                f"`max_loss_increase` must be finite and > 0, got {max_loss_increase}."
+            )
+        self.max_loss_increase = float(max_loss_increase)
+        self.strict = bool(strict)
         self._update = jax.jit(self._update_impl)
 
     # --- parameters ---------------------------------------------------------------------------
@@ -194,7 +243,8 @@ class NIWMeta:
             "log_df": jnp.asarray(np.log(self.init_df), flat.dtype),
             "log_kappa": jnp.asarray(np.log(self.init_kappa), flat.dtype),
         }
-        return MetaState(raw, self.optimizer.init(raw), jnp.asarray(0))
+        zero = jnp.asarray(0)
+        return MetaState(raw, self.optimizer.init(raw), zero, zero, zero)
 
     def prior(self, state: MetaState) -> DiagonalNIW:
         """The global law ``q(φ)`` of ``state`` (with the clamps applied)."""
@@ -228,17 +278,43 @@ class NIWMeta:
             options = {"num_steps": 20, "burnin": 10, "step_size": 1e-4, **self.fit_options}
             return sgld_fit(flat_loss, key, start, **options)
         options = {"num_steps": 20, "learning_rate": 1e-2, **self.fit_options}
+        if self.fit == "ggn":
+            return ggn_fit(
+                lambda theta: self.outputs(self._unravel(theta), episode),
+                lambda outputs: self.output_loss(outputs, episode),
+                start,
+                **options,
+            )
         return laplace_fit(flat_loss, start, **options)
+
+    def fit_is_sound(self, fit: GaussianFit, start: jax.Array, episode: Any) -> jax.Array:
+        """Whether one episode's fit may enter the meta-loss (a boolean scalar).
+
+        It may not when its mean or precision holds a non-finite value, or when the episode's
+        loss at the mean is not finite or exceeds the loss at ``start`` by more than
+        ``max_loss_increase``.
+        """
+        finite = jnp.all(jnp.isfinite(fit.mean)) & jnp.all(jnp.isfinite(fit.precision))
+        at_start = self.loss(self._unravel(start), episode)
+        # A non-finite mean is replaced before the loss sees it, so that no NaN is computed.
+        at_mean = self.loss(self._unravel(jnp.where(finite, fit.mean, start)), episode)
+        return finite & jnp.isfinite(at_mean) & (at_mean - at_start <= self.max_loss_increase)
 
     # --- meta-training --------------------------------------------------------------------------
 
     def meta_loss(
-        self, raw: dict, fits: GaussianFit, episodes: Any = None, key: jax.Array | None = None
+        self,
+        raw: dict,
+        fits: GaussianFit,
+        episodes: Any = None,
+        key: jax.Array | None = None,
+        keep: jax.Array | None = None,
     ) -> jax.Array:
         """The mean episode meta-loss of a batch of fits plus ``KL(q‖p)/N``.
 
         The ``"monte_carlo"`` variant also needs the ``episodes`` (for their real losses) and
-        a ``key`` for the draws.
+        a ``key`` for the draws. ``keep`` (booleans, one per episode) restricts the mean to
+        the episodes it marks.
         """
         prior = self.prior(raw)
         if self.meta_loss_kind == "monte_carlo":
@@ -259,7 +335,12 @@ class NIWMeta:
             losses = jax.vmap(one)(fits, episodes, jax.random.split(key, num))
         else:
             losses = jax.vmap(lambda fit: episode_meta_loss(prior, fit))(fits)
-        total = jnp.mean(losses)
+        if keep is None:
+            total = jnp.mean(losses)
+        else:
+            # where, not a product: a rejected episode's loss may be inf, and inf·0 is NaN.
+            kept = jnp.sum(jnp.where(keep, losses, 0.0))
+            total = kept / jnp.maximum(jnp.sum(keep), 1)
         if self.num_episodes is not None:
             kl = kl_divergence(prior.as_distribution(), self.hyperprior.as_distribution())
             total = total + kl / self.num_episodes
@@ -274,10 +355,44 @@ class NIWMeta:
         fits = jax.lax.stop_gradient(
             jax.vmap(lambda k, e: self.fit_episode(k, prior.loc, e))(keys, episodes)
         )
-        value, grads = jax.value_and_grad(self.meta_loss)(state.raw, fits, episodes, loss_key)
+        keep = jax.vmap(lambda fit, e: self.fit_is_sound(fit, prior.loc, e))(fits, episodes)
+        # Rejected fits are swapped for harmless ones (the prior mean, unit precision) before
+        # the loss sees them: their weight is zero, but a NaN would still poison the gradient.
+        fits = jax.tree.map(
+            lambda value, harmless: jnp.where(
+                keep.reshape((-1,) + (1,) * (value.ndim - 1)), value, harmless
+            ),
+            fits,
+            GaussianFit(
+                jnp.broadcast_to(prior.loc, fits.mean.shape),
+                jnp.broadcast_to(
+                    jnp.eye(self.dimension, dtype=fits.precision.dtype), fits.precision.shape
+                )
+                if fits.precision.ndim == 3
+                else jnp.ones_like(fits.precision),
+            ),
+        )
+        value, grads = jax.value_and_grad(self.meta_loss)(state.raw, fits, episodes, loss_key, keep)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.raw)
         raw = optax.apply_updates(state.raw, updates)
-        return MetaState(raw, opt_state, state.step + 1), {"meta_loss": value}
+        # optax.apply_if_finite looks at the gradients only; a finite but huge gradient can
+        # still overflow Adam's second moment, so the new state is checked as well.
+        applied = jnp.any(keep) & _all_finite((value, grads, raw, opt_state))
+        raw, opt_state = jax.tree.map(
+            lambda new, old: jnp.where(applied, new, old),
+            (raw, opt_state),
+            (state.raw, state.opt_state),
+        )
+        rejected = jnp.sum(~keep)
+        new_state = MetaState(
+            raw,
+            opt_state,
+            state.step + applied,
+            state.rejected_episodes + rejected,
+            state.skipped_updates + (~applied),
+        )
+        info = {"meta_loss": value, "rejected_episodes": rejected, "applied": applied}
+        return new_state, info
 
     def update(self, key: jax.Array, state: MetaState, episodes: Any):
         """One meta-update on a batch of episodes (pytree leaves with a leading episode axis).
@@ -285,7 +400,15 @@ class NIWMeta:
         Returns
         -------
         (MetaState, dict)
-            The new state and ``{"meta_loss": ...}`` (before the update).
+            The new state and ``meta_loss`` (before the update, over the episodes kept),
+            ``rejected_episodes`` (in this batch) and ``applied`` (whether the update was
+            applied).
+
+        Raises
+        ------
+        ProbkitError
+            With ``strict=True``, when an episode was rejected or the update not applied (the
+            state is then the one passed in).
         """
         leaves = jax.tree_util.tree_leaves(episodes)
         if not leaves or any(jnp.ndim(leaf) == 0 for leaf in leaves):
@@ -295,7 +418,16 @@ class NIWMeta:
             raise ProbkitError(
                 f"every leaf of `episodes` must have the same non-zero leading size (episodes); got {sorted(sizes)}."
             )
-        return self._update(key, state, episodes)
+        new_state, info = self._update(key, state, episodes)
+        if self.strict and (int(info["rejected_episodes"]) or not bool(info["applied"])):
+            raise ProbkitError(
+                f"meta-update {int(state.step)}: {int(info['rejected_episodes'])} of "
+                f"{sizes.pop()} episode fits failed (non-finite, or the loss rose by more than "
+                f"max_loss_increase={self.max_loss_increase:g}), update applied: "
+                f"{bool(info['applied'])}. Lower the fit's step size (fit_options) or pass "
+                "strict=False to skip such episodes."
+            )
+        return new_state, info
 
     # --- a new episode --------------------------------------------------------------------------
 
@@ -321,3 +453,8 @@ class NIWMeta:
         """``num_samples`` parameter pytrees drawn from a local posterior (leading sample axis)."""
         num_samples = check_positive_int("num_samples", num_samples)
         return jax.vmap(self._unravel)(LocalPosterior(*posterior).sample(key, num_samples))
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))

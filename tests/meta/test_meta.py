@@ -17,6 +17,7 @@ from probkit.meta import (
     GaussianFit,
     NIWMeta,
     episode_meta_loss,
+    ggn_fit,
     laplace_fit,
     linear_gaussian_episodes,
     linear_gaussian_fit,
@@ -154,6 +155,52 @@ def test_laplace_fit_of_a_quadratic_loss_is_exact():
     np.testing.assert_allclose(fit.mean, centre, atol=1e-6)
 
 
+def test_ggn_fit_of_a_linear_model_is_the_exact_least_squares_fit():
+    # f(θ) = Xθ under squared error: JᵀHJ = XᵀX/σ², the Hessian, whose diagonal the fit keeps.
+    x = jax.random.normal(jax.random.key(3), (12, D))
+    y = x @ jnp.array([0.5, -1.0, 2.0]) + 0.1 * jax.random.normal(jax.random.key(4), (12,))
+    fit = ggn_fit(
+        lambda theta: x @ theta,
+        lambda z: 0.5 * jnp.sum((z - y) ** 2) / 0.25,
+        jnp.zeros(D),
+        num_steps=3000,
+        learning_rate=0.05,
+    )
+    exact = linear_gaussian_fit(x, y, 0.25)
+    np.testing.assert_allclose(fit.precision, jnp.diag(exact.precision), rtol=1e-12)
+    np.testing.assert_allclose(fit.mean, exact.mean, atol=1e-6)
+
+
+def test_ggn_fit_of_a_softmax_network_is_its_fisher_information():
+    # Under cross-entropy the Gauss-Newton matrix is the Fisher information of the model's own
+    # labels: diag GGN = Σ_n Σ_c p_nc (∂ log p_nc / ∂θ)², computed here label by label.
+    x = jax.random.normal(jax.random.key(5), (6, 2))
+    labels = jnp.array([0, 1, 2, 0, 1, 2])
+    size = 2 * 4 + 4 * 3
+
+    def logits(theta):
+        w1, w2 = theta[:8].reshape(2, 4), theta[8:].reshape(4, 3)
+        return jnp.tanh(x @ w1) @ w2
+
+    def output_loss(z):
+        return -jnp.sum(jax.nn.log_softmax(z)[jnp.arange(6), labels])
+
+    theta = 0.7 * jax.random.normal(jax.random.key(6), (size,))
+    fit = ggn_fit(logits, output_loss, theta, num_steps=0, learning_rate=0.1, min_precision=0.0)
+
+    def log_probability(point, n, c):
+        return jax.nn.log_softmax(logits(point))[n, c]
+
+    fisher = jnp.zeros(size)
+    probabilities = jax.nn.softmax(logits(theta))
+    for n in range(6):
+        for c in range(3):
+            score = jax.grad(log_probability)(theta, n, c)
+            fisher = fisher + probabilities[n, c] * score**2
+    np.testing.assert_allclose(fit.mean, theta, rtol=0, atol=0)
+    np.testing.assert_allclose(fit.precision, fisher, rtol=1e-10)
+
+
 def test_sgld_fit_is_clamped_and_refuses_too_few_draws():
     def loss(theta):
         return 0.5 * jnp.sum(1e6 * theta**2)  # a very sharp loss: the precision hits the cap
@@ -207,6 +254,46 @@ def test_the_learner_trains_on_pytree_parameters_and_adapts_to_a_new_episode():
     assert jax.tree.structure(draws) == jax.tree.structure(_mlp_params())
 
 
+def _mlp_outputs(params, episode):
+    x, _ = episode
+    return (jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"])[..., 0]
+
+
+def test_the_ggn_learner_fits_through_the_model_outputs():
+    tasks = sinusoid_episodes(jax.random.key(2), 8, shots=5)
+    episodes = (tasks.support_x, tasks.support_y)
+    learner = NIWMeta(
+        _mlp_loss,
+        _mlp_params(),
+        fit="ggn",
+        outputs=_mlp_outputs,
+        output_loss=lambda z, episode: 0.5 * jnp.sum((z - episode[1]) ** 2),
+        fit_options={"num_steps": 5, "min_precision": -np.inf, "max_precision": np.inf},
+    )
+    state = learner.init()
+    one = jax.tree.map(lambda leaf: leaf[0], episodes)
+    fit = learner.fit_episode(jax.random.key(0), state.raw["loc"], one)
+    # The Hessian of ½Σ(f_n − y_n)² is JᵀJ + Σ_n r_n ∇²f_n: the fit's diag(JᵀJ) is the
+    # Laplace fit's Hessian diagonal less the residual-weighted curvature of the outputs.
+    flat_loss = lambda theta: _mlp_loss(learner.unravel(theta), one)  # noqa: E731
+    laplace = laplace_fit(
+        flat_loss,
+        state.raw["loc"],
+        num_steps=5,
+        learning_rate=1e-2,
+        min_precision=-np.inf,
+        max_precision=np.inf,
+    )
+    np.testing.assert_allclose(fit.mean, laplace.mean, rtol=1e-12)
+    output = lambda theta: _mlp_outputs(learner.unravel(theta), one)  # noqa: E731
+    residuals = output(fit.mean) - one[1]
+    curvature = jnp.einsum("n,ndd->d", residuals, jax.hessian(output)(fit.mean))
+    np.testing.assert_allclose(fit.precision, laplace.precision - curvature, atol=1e-10)
+    state, info = learner.update(jax.random.key(1), state, episodes)
+    assert bool(info["applied"])
+    assert int(info["rejected_episodes"]) == 0
+
+
 def test_the_update_does_not_grow_with_the_number_of_inner_steps():
     # The fits are constants of the meta-loss and the Langevin draws are summarised on the fly:
     # the compiled update's temporary memory is the same for 16 and 256 inner steps
@@ -235,10 +322,13 @@ def test_the_update_does_not_grow_with_the_number_of_inner_steps():
         ({"loss": None}, "loss"),
         ({"fit": "maml"}, "fit"),
         ({"fit": 3}, "fit"),
+        ({"fit": "ggn"}, "outputs"),
         ({"init_precision": -1.0}, "init_precision"),
         ({"init_df": 0.0}, "init_df"),
         ({"df_bounds": (5.0, 1.0)}, "df_bounds"),
         ({"num_episodes": 0}, "num_episodes"),
+        ({"max_loss_increase": 0.0}, "max_loss_increase"),
+        ({"max_loss_increase": np.inf}, "max_loss_increase"),
     ],
 )
 def test_bad_learner_settings_are_refused(kwargs, match):
@@ -257,3 +347,104 @@ def test_bad_episodes_are_refused():
         learner.adapt(jax.random.key(0), state, (jnp.ones((0, 1)), jnp.ones((0,))))
     with pytest.raises(ProbkitError, match="parameters"):
         NIWMeta(_mlp_loss, {})
+
+
+# --- failed fits and non-finite updates --------------------------------------------------------
+
+
+def _bowl_loss(params, episode):
+    # A quadratic bowl per episode: episode = (centre (D,), curvature ()).
+    centre, curvature = episode
+    return 0.5 * curvature * jnp.sum((params["w"] - centre) ** 2)
+
+
+def _exact_bowl_fit(key, start, episode):
+    centre, curvature = episode
+    return GaussianFit(centre, jnp.full(D, curvature))
+
+
+def _bowl_episodes(centres, curvatures):
+    return jnp.asarray(centres, jnp.float64), jnp.asarray(curvatures, jnp.float64)
+
+
+def _bowl_learner(**kwargs):
+    options = {"fit": _exact_bowl_fit, "optimizer": optax.adam(1e-1), **kwargs}
+    return NIWMeta(_bowl_loss, {"w": jnp.zeros(D)}, **options)
+
+
+def test_a_failed_fit_is_left_out_of_its_batch():
+    learner = _bowl_learner()
+    good = [[1.0, 2.0, 3.0], [-1.0, 0.0, 0.5]]
+    bad = [[np.nan, 0.0, 0.0]]
+    state = learner.init()
+    kept, info_kept = learner.update(jax.random.key(0), state, _bowl_episodes(good, [1.0, 2.0]))
+    mixed, info = learner.update(
+        jax.random.key(0), state, _bowl_episodes(good + bad, [1.0, 2.0, 1.0])
+    )
+    assert int(info["rejected_episodes"]) == 1
+    assert bool(info["applied"])
+    np.testing.assert_allclose(info["meta_loss"], info_kept["meta_loss"], rtol=1e-12)
+    for name in mixed.raw:
+        np.testing.assert_allclose(mixed.raw[name], kept.raw[name], rtol=1e-12)
+    assert (int(mixed.step), int(mixed.rejected_episodes), int(mixed.skipped_updates)) == (1, 1, 0)
+
+
+def test_a_diverging_langevin_chain_is_rejected():
+    # ε·curvature = 10 > 2: the chain on the stiff bowl grows ninefold per step, to a loss of
+    # about 1e42 after 20 steps (finite in float64, so only the loss-increase test can see it);
+    # ε·curvature = 1e-4 on the others is stable.
+    learner = NIWMeta(
+        _bowl_loss,
+        {"w": jnp.zeros(D)},
+        fit="sgld",
+        fit_options={"num_steps": 20, "burnin": 10, "step_size": 1e-4},
+    )
+    episodes = _bowl_episodes([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5], [1.0, 0.0, 0.0]], [1.0, 1.0, 1e5])
+    fit = learner.fit_episode(
+        jax.random.key(1), jnp.zeros(D), jax.tree.map(lambda x: x[2], episodes)
+    )
+    assert np.all(np.isfinite(fit.mean))
+    assert np.max(np.abs(fit.mean)) > 1e15
+    state, info = learner.update(jax.random.key(1), learner.init(), episodes)
+    assert int(info["rejected_episodes"]) == 1
+    assert bool(info["applied"])
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
+
+
+def test_an_update_without_a_sound_episode_or_with_an_overflowing_state_is_skipped():
+    learner = _bowl_learner()
+    start = learner.init()
+    state, info = learner.update(
+        jax.random.key(0), start, _bowl_episodes([[np.nan, 0.0, 0.0]], [1.0])
+    )
+    assert not bool(info["applied"])
+    assert int(state.skipped_updates) == 1
+    assert int(state.step) == 0
+    for new, old in zip(jax.tree.leaves(state.raw), jax.tree.leaves(start.raw), strict=True):
+        np.testing.assert_array_equal(new, old)
+
+    # A sound but enormous fit: its gradient is finite, its square (Adam's second moment)
+    # overflows. Applying it would freeze m₀ for good; the update is skipped instead.
+    learner = NIWMeta(
+        lambda params, episode: 0.0 * jnp.sum(params["w"]),
+        {"w": jnp.zeros(D)},
+        fit=_exact_bowl_fit,
+        optimizer=optax.adam(1e-1),
+    )
+    state, info = learner.update(
+        jax.random.key(0), learner.init(), _bowl_episodes([[1e200, 0.0, 0.0]], [1.0])
+    )
+    assert int(info["rejected_episodes"]) == 0
+    assert not bool(info["applied"])
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
+
+
+def test_strict_learners_raise_on_a_failed_fit():
+    learner = _bowl_learner(strict=True)
+    episodes = _bowl_episodes([[1.0, 2.0, 3.0], [np.nan, 0.0, 0.0]], [1.0, 1.0])
+    with pytest.raises(ProbkitError, match="1 of 2 episode fits failed"):
+        learner.update(jax.random.key(0), learner.init(), episodes)
+    state, _ = learner.update(
+        jax.random.key(0), learner.init(), _bowl_episodes([[1.0, 2.0, 3.0]], [1.0])
+    )
+    assert int(state.step) == 1
