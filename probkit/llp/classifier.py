@@ -85,7 +85,8 @@ class LLPClassifier(ParamsMixin):
         k of the kNN graph. ``"auto"`` picks ``k`` from :data:`AUTO_NEIGHBORS_GRID` jointly with
         ``λ_s`` in the first round: every pair ``(k, λ_s)`` trains a network and the pair with
         the lowest held-out bag loss is kept for all rounds (the smallest ``k`` when no bags
-        are held out). One kNN search with the largest ``k`` serves every candidate
+        are held out). ``λ_s = 0`` takes the graph out of the field, so it is tried with the
+        smallest ``k`` only. One kNN search with the largest ``k`` serves every candidate
         (:func:`~probkit.llp.truncate_knn_graph`), but the first round trains
         ``len(AUTO_NEIGHBORS_GRID)`` times as many networks, and BP on the larger graph is
         slower; the default stays 5 (the paper's value) because ``"auto"`` has not yet been
@@ -462,6 +463,9 @@ class LLPClassifier(ParamsMixin):
             for k in neighbour_grid:
                 graph, weights = graphs[k]
                 for strength in strengths:
+                    if float(strength) == 0.0 and k != neighbour_grid[0]:
+                        # λ_s = 0 takes the graph out of the field: one k is enough.
+                        continue
                     targets, info = self._pseudo_labels(
                         graph, weights, bags, settings, strength, prior
                     )
