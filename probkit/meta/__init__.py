@@ -31,6 +31,7 @@ from probkit.meta.tasks import (
     SinusoidEpisodes,
     digits_episodes,
     linear_gaussian_episodes,
+    mnist5k_episodes,
     sine_line_episodes,
     sinusoid_episodes,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "linear_gaussian_episodes",
     "linear_gaussian_fit",
     "local_posterior",
+    "mnist5k_episodes",
     "monte_carlo_episode_meta_loss",
     "predictive_to_arviz",
     "random_effects_meta_loss",

