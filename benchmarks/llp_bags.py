@@ -13,7 +13,7 @@ early stopping on held-out bags, never on instance labels):
   factors (the network enters only through the embeddings its graph is built on; behind ``bp``
   in 5 of the 6 cells of the first two-seed run), and ``bp (k auto)``, ``bp`` with
   ``n_neighbors="auto"`` (``k`` and ``λ_s`` chosen together on held-out bags), which runs as a
-  probe at a few bag sizes (``--probe-methods``, ``--probe-sizes``).
+  probe at a few bag sizes and the first seeds (``--probe-methods``, ``--probe-sizes``).
 
 For each data set (Adult, Bank Marketing from ``PROBKIT_LLP_DATA`` or ``../shared/data/llp``,
 Fair's affairs from statsmodels), bag size and seed: the instance-level test AUC, and for the
