@@ -6,9 +6,9 @@
 * :func:`sgld_fit`: the paper's estimator for any loss: stochastic-gradient Langevin dynamics
   on ``exp(-L(θ))`` started at the prior mean; the sample mean and the inverse sample variance of
   the draws after burn-in (diagonal, clamped to ``[min_precision, max_precision]``).
-* :func:`laplace_fit`: a few Adam steps on ``L`` from the prior mean, then the diagonal of the
+* :func:`laplace_fit`: a few optimiser steps (Adam by default) on ``L`` from the prior mean, then the diagonal of the
   Hessian there (clamped the same way); ``d`` Hessian-vector products.
-* :func:`ggn_fit`: the same Adam steps, then the diagonal of the generalised Gauss-Newton
+* :func:`ggn_fit`: the same optimiser steps, then the diagonal of the generalised Gauss-Newton
   matrix ``JᵀHJ`` of a loss written as ``ℓ(f(θ))`` (``J`` the Jacobian of the model's outputs,
   ``H`` the Hessian of ``ℓ`` in them): positive semi-definite for a convex ``ℓ`` (squared error,
   cross-entropy) even where the loss is not convex in ``θ``, and it costs one
@@ -130,8 +130,8 @@ def sgld_fit(
     return GaussianFit(mean, _clamp(1.0 / variance, min_precision, max_precision))
 
 
-def _adam_minimise(gradient, start, num_steps, learning_rate):
-    optimizer = optax.adam(learning_rate)
+def _minimise(gradient, start, num_steps, learning_rate, optimizer):
+    optimizer = optimizer or optax.adam(learning_rate)
 
     def step(carry, _):
         theta, state = carry
@@ -147,17 +147,21 @@ def laplace_fit(
     start: jax.Array,
     *,
     num_steps: int,
-    learning_rate: float,
+    learning_rate: float = 1e-2,
+    optimizer: optax.GradientTransformation | None = None,
     min_precision: float = 1e-4,
     max_precision: float = 1e3,
 ) -> GaussianFit:
-    """Gaussian fit from ``num_steps`` Adam steps on ``loss`` and the diagonal Hessian there.
+    """Gaussian fit from ``num_steps`` optimiser steps on ``loss`` and the diagonal Hessian there.
 
-    The diagonal is computed with one Hessian-vector product per coordinate (``d`` of them), so
-    this suits models of up to some thousands of parameters.
+    The optimiser is ``optax.adam(learning_rate)`` unless ``optimizer`` is given (plain
+    ``optax.sgd`` moves each coordinate in proportion to its gradient, as MAML's and Reptile's
+    inner steps do, where Adam moves every coordinate by about ``learning_rate``). The diagonal
+    is computed with one Hessian-vector product per coordinate (``d`` of them), so this suits
+    models of up to some thousands of parameters.
     """
     gradient = jax.grad(loss)
-    theta = _adam_minimise(gradient, start, num_steps, learning_rate)
+    theta = _minimise(gradient, start, num_steps, learning_rate, optimizer)
 
     def hessian_diagonal_entry(basis):
         return basis @ jax.jvp(gradient, (theta,), (basis,))[1]
@@ -172,11 +176,12 @@ def ggn_fit(
     start: jax.Array,
     *,
     num_steps: int,
-    learning_rate: float,
+    learning_rate: float = 1e-2,
+    optimizer: optax.GradientTransformation | None = None,
     min_precision: float = 1e-4,
     max_precision: float = 1e3,
 ) -> GaussianFit:
-    """Gaussian fit from Adam steps on ``ℓ(f(θ))`` and the diagonal generalised Gauss-Newton there.
+    """Gaussian fit from optimiser steps on ``ℓ(f(θ))`` and the diagonal generalised Gauss-Newton there.
 
     Parameters
     ----------
@@ -187,16 +192,22 @@ def ggn_fit(
         ``ℓ(z)``: the episode's loss as a function of those outputs, so that the loss is
         ``ℓ(f(θ))``.
     start : array, shape (d,)
-        Where Adam starts, the prior mean ``m₀``.
-    num_steps, learning_rate : int and float
-        The Adam steps.
+        Where the optimiser starts, the prior mean ``m₀``.
+    num_steps : int
+        Optimiser steps before the curvature is taken.
+    learning_rate : float, default 1e-2
+        Of the default optimiser, ``optax.adam``.
+    optimizer : optax.GradientTransformation, optional
+        Another optimiser (e.g. ``optax.sgd``, which moves each coordinate in proportion to its
+        gradient as MAML's inner steps do; Adam moves every coordinate by about
+        ``learning_rate``, flat ones included).
     min_precision, max_precision : float
         Clamp of the per-coordinate precision.
 
     Returns
     -------
     GaussianFit
-        Diagonal: the end of the Adam steps and the clamped ``diag(JᵀHJ)`` there.
+        Diagonal: the end of the optimiser steps and the clamped ``diag(JᵀHJ)`` there.
 
     Notes
     -----
@@ -211,7 +222,7 @@ def ggn_fit(
     def loss(theta):
         return output_loss(outputs(theta))
 
-    theta = _adam_minimise(jax.grad(loss), start, num_steps, learning_rate)
+    theta = _minimise(jax.grad(loss), start, num_steps, learning_rate, optimizer)
     fitted = outputs(theta)
     jacobian = jax.jacrev(lambda point: jnp.ravel(outputs(point)))(theta)
     hessian = jax.hessian(lambda flat: output_loss(flat.reshape(fitted.shape)))(jnp.ravel(fitted))

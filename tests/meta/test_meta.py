@@ -171,6 +171,20 @@ def test_ggn_fit_of_a_linear_model_is_the_exact_least_squares_fit():
     np.testing.assert_allclose(fit.mean, exact.mean, atol=1e-6)
 
 
+def test_fits_take_the_optimiser_they_are_given():
+    # Three plain gradient steps of 0.1 on ½‖θ − c‖²: θ₃ = c − 0.9³ c from 0.
+    centre = jnp.array([1.0, -2.0, 0.5])
+    fit = ggn_fit(
+        lambda theta: theta,
+        lambda z: 0.5 * jnp.sum((z - centre) ** 2),
+        jnp.zeros(D),
+        num_steps=3,
+        optimizer=optax.sgd(0.1),
+    )
+    np.testing.assert_allclose(fit.mean, centre * (1 - 0.9**3), rtol=1e-12)
+    np.testing.assert_allclose(fit.precision, jnp.ones(D), rtol=1e-12)
+
+
 def test_ggn_fit_of_a_softmax_network_is_its_fisher_information():
     # Under cross-entropy the Gauss-Newton matrix is the Fisher information of the model's own
     # labels: diag GGN = Σ_n Σ_c p_nc (∂ log p_nc / ∂θ)², computed here label by label.
