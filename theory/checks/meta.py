@@ -9,7 +9,10 @@ divergences and the expected Gaussian KL against Monte Carlo averages, and the s
 against the closed-form means. For the meta-learner: the meta-loss is a random-effects
 likelihood, the local closed form is the numerical optimum and the exact linear-Gaussian
 posterior, training reaches the random-effects estimate, and the prior strength's limits are
-pooling (n₀Γ₀ → ∞) and per-episode fitting (n₀Γ₀ → 0).
+pooling (n₀Γ₀ → ∞) and per-episode fitting (n₀Γ₀ → 0). For the global posterior q(φ) of the
+trained learner, where each episode's data dominate: it agrees with NUTS on a small instance and
+is calibrated in simulation-based calibration (mean field is not calibrated for weak episodes:
+the full sizes report those numbers without asserting them).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from numpyro.distributions.kl import kl_divergence
 from scipy import optimize, stats
 from statsmodels.stats import meta_analysis
 
+from probkit._errors import ProbkitError
 from probkit.distributions import NormalInverseGamma, NormalInverseWishart
 from probkit.meta import (
     DiagonalNIW,
@@ -35,7 +39,11 @@ from probkit.meta import (
     local_posterior,
     random_effects_meta_loss,
 )
-from probkit.theory.calibration import holm_combined_p_value, mean_z_test
+from probkit.theory.calibration import (
+    holm_combined_p_value,
+    mean_z_test,
+    rank_uniformity_p_value,
+)
 from probkit.theory.check import CheckContext, Outcome, register
 
 __all__: list[str] = []
@@ -566,4 +574,515 @@ def extreme_priors_give_pooling_and_per_episode_fits(context: CheckContext) -> O
         1e-6,
         description="max |limit − least-squares reference|",
         details={**errors, "episodes": num},
+    )
+
+
+# --- the global posterior q(φ): NUTS and simulation-based calibration ---------------------------
+#
+# Linear-Gaussian episodes y_i = Φ_i θ_i + ε (known noise s²), θ_i ~ N(μ, diag σ²) and the
+# hyperprior p(φ): σ²_k ~ InvGamma(n_p/2, 1/(2γ_p)), μ_k | σ²_k ~ N(m_p, σ²_k/κ_p). With the exact
+# fit and num_episodes=N, N × the learner's objective is the negative ELBO of q(φ)∏q(θ_i), so its
+# optimum is the mean-field (CAVI) fixed point. That q(φ) is a diagonal NIW with n₀ = n_p + N and
+# κ₀ = κ_p + N exactly (the update of q(φ) given the q(θ_i) is conjugate), m₀ the κ-weighted mean
+# of m_p and the local means m_i, and 1/(2γ₀ₖ) = 1/(2γ_pₖ) + ½[Σ_i (m_ik − m̄_k)² + V_ikk] +
+# κ_p N (m̄_k − m_pk)²/(2(κ_p + N)) (research note §1.2 and §1.5).
+#
+# Mean field ignores the coupling of μ with the θ_i: p(μ | D) has variance ≈ E(σ² + v)/N, where
+# v = (Ā_i⁻¹)_kk is the episode estimate's own variance, while q(μ) has ≈ E σ²/N. The relative
+# deficit of the sd is ≈ r/2 with r = v/σ²: q(φ) is nearly exact when each episode's data
+# dominate (r ≪ 1) and under-disperses μ (and σ²) when they do not (r ≳ 1).
+
+GLOBAL_DIMENSION = 2
+INFORMATIVE = {"num_points": 40, "noise_variance": 0.1}
+"""Episodes whose data dominate: Ā ≈ 400 I against 1/σ² ≈ 2, r ≈ 0.005–0.01."""
+WEAK = {"num_points": 3, "noise_variance": 2.0}
+"""Episodes of 3 noisy points: E Ā = 1.5 I, no stronger than the prior 1/σ² ≈ 2; r ≈ 1–7."""
+MEAN_FIELD_ALLOWANCE = 0.05
+"""|VI − exact| allowed in posterior-sd units where r ≤ 0.02: five times the deficit r/2 there."""
+MAX_WITHIN_TO_BETWEEN = 0.02
+"""The largest r = v/σ² at which the NUTS agreement is asserted (the informative regime)."""
+
+
+def _global_hyperprior(d=GLOBAL_DIMENSION):
+    """p(φ): m_p = 0, γ_p = 0.25 (σ² ~ InvGamma(5, 2), mean 0.5), n_p = 10, κ_p = 1."""
+    # NumPy leaves: concrete inside jit, so the learner's fixed n₀ and κ₀ can be read from them.
+    return DiagonalNIW(np.zeros(d), np.full(d, 0.25), np.float64(10.0), np.float64(1.0))
+
+
+def _sufficient_statistics(design, targets, noise_variance):
+    """ΦᵀΦ/s², Φᵀy/s² and yᵀy/s² of each episode (the whole likelihood of θ_i), in JAX."""
+    return (
+        jnp.einsum("...nk,...nj->...kj", design, design) / noise_variance,
+        jnp.einsum("...nk,...n->...k", design, targets) / noise_variance,
+        jnp.sum(targets**2, axis=-1) / noise_variance,
+    )
+
+
+def _episode_log_marginal(mean, variance, gram, cross, square, num_points, noise_variance):
+    """log N(y; Φμ, ΦΣΦᵀ + s²I) of one episode through 2 × 2 algebra (Woodbury, determinant lemma).
+
+    With P = Σ⁻¹ + ΦᵀΦ/s² and u = Φᵀ(y − Φμ)/s²: the quadratic form is (y − Φμ)ᵀ(y − Φμ)/s² −
+    uᵀP⁻¹u and the log-determinant n log s² + log|Σ| + log|P|.
+    """
+    precision = jnp.diag(1.0 / variance) + gram
+    cholesky = jnp.linalg.cholesky(precision)
+    u = cross - gram @ mean
+    residual = square - 2.0 * cross @ mean + mean @ gram @ mean
+    z = jax.scipy.linalg.solve_triangular(cholesky, u, lower=True)
+    log_det = (
+        num_points * jnp.log(noise_variance)
+        + jnp.sum(jnp.log(variance))
+        + 2.0 * jnp.sum(jnp.log(jnp.diagonal(cholesky)))
+    )
+    return -0.5 * (num_points * jnp.log(2.0 * jnp.pi) + log_det + residual - z @ z)
+
+
+def _marginal_model(statistics, num_points, noise_variance, hyperprior):
+    """The NumPyro model of (μ, σ²) with every θ_i integrated out (no funnel for NUTS)."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    gram, cross, square = statistics
+    variance = numpyro.sample(
+        "variance",
+        dist.InverseGamma(hyperprior.df / 2.0, 0.5 / hyperprior.precision).to_event(1),
+    )
+    mean = numpyro.sample(
+        "mean", dist.Normal(hyperprior.loc, jnp.sqrt(variance / hyperprior.kappa)).to_event(1)
+    )
+    log_likelihood = jax.vmap(
+        lambda g, c, s: _episode_log_marginal(mean, variance, g, c, s, num_points, noise_variance)
+    )(gram, cross, square)
+    numpyro.factor("episodes", jnp.sum(log_likelihood))
+
+
+def _conditional_episode_means(mean, variance, statistics):
+    """E[θ_i | μ, σ², D] = (Σ⁻¹ + ΦᵀΦ/s²)⁻¹(Σ⁻¹μ + Φᵀy/s²) for every episode."""
+    gram, cross, _ = statistics
+    precision = gram + jnp.diag(1.0 / variance)
+    return jnp.linalg.solve(precision, (cross + mean / variance)[..., None])[..., 0]
+
+
+def _nuts_global_posterior(key, statistics, num_points, noise_variance, hyperprior, draws, chains):
+    """NUTS draws of μ, σ² and the Rao–Blackwellised E[θ_i | φ, D], shape (chains, draws, ...)."""
+    from numpyro.infer import MCMC, NUTS
+
+    mcmc = MCMC(
+        NUTS(_marginal_model),
+        num_warmup=draws // 2,
+        num_samples=draws,
+        num_chains=chains,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(key, statistics, num_points, noise_variance, hyperprior)
+    samples = mcmc.get_samples(group_by_chain=True)
+    theta = jax.jit(jax.vmap(jax.vmap(lambda m, v: _conditional_episode_means(m, v, statistics))))(
+        samples["mean"], samples["variance"]
+    )
+    return jax.device_get(
+        {"mean": samples["mean"], "variance": samples["variance"], "theta": theta}
+    )
+
+
+def _mean_field_fixed_point(hyperprior, fits, iterations=300):
+    """The CAVI fixed point of q(φ)∏q(θ_i): the optimum the learner's objective should reach."""
+    num = fits.mean.shape[0]
+    rate_p = 0.5 / hyperprior.precision
+    kappa = hyperprior.kappa + num
+
+    def sweep(law, _):
+        local = jax.vmap(lambda fit: local_posterior(law, fit))(fits)
+        means = local.mean
+        variances = jnp.diagonal(local.covariance, axis1=-2, axis2=-1)
+        average = jnp.mean(means, axis=0)
+        loc = (hyperprior.kappa * hyperprior.loc + num * average) / kappa
+        rate = (
+            rate_p
+            + 0.5 * jnp.sum((means - average) ** 2 + variances, axis=0)
+            + 0.5 * hyperprior.kappa * num * (average - hyperprior.loc) ** 2 / kappa
+        )
+        return DiagonalNIW(loc, 0.5 / rate, hyperprior.df + num, kappa), None
+
+    return jax.lax.scan(sweep, hyperprior, None, iterations)[0]
+
+
+def _global_moments(law):
+    """Means and sds of μ (a Student t) and σ² (an inverse gamma) under a diagonal NIW, (4, d)."""
+    nig = law.as_distribution()
+    a, b, kappa = nig.concentration, nig.rate, nig.kappa
+    variance_mean = b / (a - 1.0)
+    return jnp.stack(
+        [
+            nig.loc,
+            jnp.sqrt(variance_mean / kappa),
+            variance_mean,
+            variance_mean / jnp.sqrt(a - 2.0),
+        ]
+    )
+
+
+def _global_learner(hyperprior, num_episodes, num_steps, learning_rate, *, learn_shape):
+    """NIWMeta with the exact fit carried by each episode ((mean, precision) of its Gaussian fit).
+
+    ``learn_shape=False`` holds n₀ and κ₀ at their mean-field optimum n_p + N and κ_p + N: the
+    objective is nearly flat along n₀ at fixed n₀γ₀, so learning them takes thousands of steps.
+    """
+    fixed = (
+        {}
+        if learn_shape
+        else {
+            "init_df": float(hyperprior.df) + num_episodes,
+            "init_kappa": float(hyperprior.kappa) + num_episodes,
+        }
+    )
+    return NIWMeta(
+        lambda params, episode: 0.0,
+        jnp.zeros(hyperprior.loc.shape[-1]),
+        fit=lambda key, start, episode: GaussianFit(*episode),
+        optimizer=optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps, 0.01)),
+        learn_df=learn_shape,
+        learn_kappa=learn_shape,
+        num_episodes=num_episodes,
+        hyperprior=hyperprior,
+        **fixed,
+    )
+
+
+def _train(learner, key, fits, num_steps):
+    """``num_steps`` full-batch ``learner.update`` calls; fits with a leading replicate axis."""
+    replicates = fits.mean.shape[0]
+    state = jax.vmap(lambda _: learner.init())(jnp.arange(replicates))
+
+    def step(state, step_key):
+        keys = jax.random.split(step_key, replicates)
+        state, _ = jax.vmap(learner.update)(keys, state, (fits.mean, fits.precision))
+        return state, None
+
+    state, _ = jax.lax.scan(step, state, jax.random.split(key, num_steps))
+    return state
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _linear_gaussian_instance(key, num_episodes, num_points, noise_variance):
+    """One instance (μ = (0.5, −0.3), τ² = (0.5, 0.3)): sufficient statistics and exact fits."""
+    data = linear_gaussian_episodes(
+        key, num_episodes, num_points, jnp.array([0.5, -0.3]), jnp.array([0.5, 0.3]), noise_variance
+    )
+    fits = jax.vmap(lambda x, y: linear_gaussian_fit(x, y, noise_variance))(
+        data.design, data.targets
+    )
+    return _sufficient_statistics(data.design, data.targets, noise_variance), fits
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _learned_global_posterior(learner, key, fits, num_steps):
+    """Train on one instance; q(φ)'s moments, the local means and the KL to the CAVI optimum."""
+    state = _train(learner, key, jax.tree.map(lambda a: a[None], fits), num_steps)
+    law = learner.prior(jax.tree.map(lambda a: a[0], state.raw))
+    optimum = _mean_field_fixed_point(learner.hyperprior, fits)
+    kl = kl_divergence(law.as_distribution(), optimum.as_distribution())
+    local_means = jax.vmap(lambda fit: local_posterior(law, fit))(fits).mean
+    return _global_moments(law), local_means, kl, law
+
+
+def _compare_with_nuts(seed, regime, num_episodes, draws, chains, num_steps, *, learn_shape):
+    """The learner's q(φ) and local means against NUTS on one simulated instance.
+
+    Returns the gaps ``(learner − NUTS) / NUTS sd`` of the means of μ, σ² and θ_i and of the sds
+    of μ and σ² (``(sd_VI − sd_NUTS)/sd_NUTS``), their Monte Carlo standard errors in the same
+    units (ArviZ's ``mcse``), the NUTS diagnostics, r and the learner's KL to the CAVI optimum.
+    """
+    import arviz
+
+    noise = regime["noise_variance"]
+    hyperprior = _global_hyperprior()
+    statistics, fits = _linear_gaussian_instance(
+        jax.random.key(seed), num_episodes, regime["num_points"], noise
+    )
+    nuts = _nuts_global_posterior(
+        jax.random.key(seed + 1),
+        statistics,
+        regime["num_points"],
+        noise,
+        hyperprior,
+        draws,
+        chains,
+    )
+    # Learning n₀ and κ₀ needs smaller, longer steps (see _global_learner).
+    rate = 0.05 if learn_shape else 0.2
+    learner = _global_learner(hyperprior, num_episodes, num_steps, rate, learn_shape=learn_shape)
+    learned, local_means, kl, law = jax.device_get(
+        _learned_global_posterior(learner, jax.random.key(seed + 2), fits, num_steps)
+    )
+
+    posterior = arviz.from_dict(
+        posterior={key: np.asarray(value) for key, value in nuts.items()}
+    ).posterior
+    summary = arviz.summary(
+        posterior, var_names=["mean", "variance"], kind="diagnostics", round_to="none"
+    )
+    gaps, errors = {}, {}
+    for name, row in (("mean", 0), ("variance", 2)):
+        sd = np.asarray(posterior[name].std(("chain", "draw")))
+        mean = np.asarray(posterior[name].mean(("chain", "draw")))
+        gaps[f"{name}_mean"] = (learned[row] - mean) / sd
+        errors[f"{name}_mean"] = np.asarray(arviz.mcse(posterior[name])[name]) / sd
+        gaps[f"{name}_sd"] = learned[row + 1] / sd - 1.0
+        errors[f"{name}_sd"] = np.asarray(arviz.mcse(posterior[name], method="sd")[name]) / sd
+    theta_sd = np.sqrt(
+        np.asarray(posterior["theta"].var(("chain", "draw")))
+        + _expected_conditional_variances(nuts, statistics)
+    )
+    gaps["theta_mean"] = (
+        local_means - np.asarray(posterior["theta"].mean(("chain", "draw")))
+    ).ravel() / theta_sd.ravel()
+    errors["theta_mean"] = (
+        np.asarray(arviz.mcse(posterior["theta"])["theta"]).ravel() / theta_sd.ravel()
+    )
+    # v: the variance of an episode's own estimate, diag(Ā_i⁻¹), for the typical (median) episode.
+    within = np.median(
+        np.diagonal(np.linalg.inv(np.asarray(statistics[0])), axis1=-2, axis2=-1), axis=0
+    )
+    return {
+        "gaps": gaps,
+        "errors": errors,
+        "r_hat": float(summary["r_hat"].max()),
+        "ess_bulk": float(summary["ess_bulk"].min()),
+        "ess_tail": float(summary["ess_tail"].min()),
+        "within_to_between": float(
+            np.max(within / np.asarray(posterior["variance"].mean(("chain", "draw"))))
+        ),
+        "kl_to_mean_field_optimum": float(kl),
+        "df": float(law.df),
+        "kappa": float(law.kappa),
+    }
+
+
+def _expected_conditional_variances(nuts, statistics):
+    """E_φ diag Var(θ_i | φ, D), the part of Var(θ_i | D) the Rao–Blackwellised means leave out."""
+    gram = np.asarray(statistics[0])
+    variance = nuts["variance"].reshape(-1, GLOBAL_DIMENSION)
+    thinned = variance[:: max(1, len(variance) // 500)]
+    precision = gram[None] + np.eye(GLOBAL_DIMENSION) / thinned[:, None, None, :]
+    return np.mean(np.diagonal(np.linalg.inv(precision), axis1=-2, axis2=-1), axis=0)
+
+
+def _allowance_p_values(gaps, errors, allowance):
+    """p-values of H₀: |true gap| ≤ allowance, gap ~ N(true gap, error²) (two-sided, conservative)."""
+    p_values = []
+    for name, gap in gaps.items():
+        excess = np.maximum(np.abs(np.asarray(gap)) - allowance, 0.0) / np.asarray(errors[name])
+        p_values.append(np.atleast_1d(np.minimum(1.0, 2.0 * stats.norm.sf(excess))))
+    return np.concatenate(p_values)
+
+
+NUTS_CONVERGED = {"r_hat": 1.01, "ess": 400}
+"""R-hat at most 1.01 and bulk and tail ESS at least 400 (Vehtari et al. 2021) before comparing."""
+LEARNER_CONVERGED = 1e-4
+"""KL(learned q(φ) ‖ CAVI optimum) at most this: training has reached the mean-field optimum."""
+
+
+def _require_converged(result, label):
+    """Raise when NUTS or the learner has not converged: the comparison would mean nothing."""
+    if (
+        result["r_hat"] > NUTS_CONVERGED["r_hat"]
+        or min(result["ess_bulk"], result["ess_tail"]) < NUTS_CONVERGED["ess"]
+    ):
+        raise ProbkitError(
+            f"{label}: NUTS did not converge (max R-hat {result['r_hat']:.3f}, min ESS bulk "
+            f"{result['ess_bulk']:.0f}, tail {result['ess_tail']:.0f}); run more draws."
+        )
+    if not result["kl_to_mean_field_optimum"] <= LEARNER_CONVERGED:
+        raise ProbkitError(
+            f"{label}: the learner stopped at KL {result['kl_to_mean_field_optimum']:.2e} from "
+            "the mean-field optimum; train longer."
+        )
+
+
+def _largest(values):
+    return {name: float(np.max(np.abs(value))) for name, value in values.items()}
+
+
+@register(capability="meta", kind="statistical")
+def global_posterior_agrees_with_nuts_on_informative_episodes(context: CheckContext) -> Outcome:
+    """Where episode data dominate, q(φ) and the local means match NUTS within 0.05 posterior sd.
+
+    Thirty linear-Gaussian episodes of 40 points (d = 2, noise 0.1, r = v/σ² < 0.01): NUTS on
+    (μ, σ²) with the θ_i integrated out, E[θ_i | D] Rao–Blackwellised; the learner with the exact
+    fit, trained to the mean-field optimum (its KL to the CAVI fixed point at most 1e-4; n₀ and
+    κ₀ held at that optimum in the quick size and learned in the full size). Compared: the means
+    of μ, σ² and every θ_i and the sds of μ and σ², as gaps in NUTS posterior sds. Null: every
+    true gap is within MEAN_FIELD_ALLOWANCE (0.05 sd, five times the mean-field deficit r/2);
+    each estimated gap's Monte Carlo error is ArviZ's MCSE, the p-values are Holm-combined. The
+    full size also reports, unasserted, the weak regime (3 points, noise 2, r ≫ 1), where mean
+    field under-disperses: the sds of μ and σ² come out 0.5–0.6 times NUTS's (seed 0).
+    """
+    draws = context.pick(quick=500, full=2000)
+    steps = context.pick(quick=500, full=3000)
+    learn_shape = context.size == "full"
+    with jax.enable_x64(True):
+        result = _compare_with_nuts(
+            context.seed, INFORMATIVE, 30, draws, 4, steps, learn_shape=learn_shape
+        )
+        weak = (
+            _compare_with_nuts(context.seed, WEAK, 30, draws, 4, steps, learn_shape=learn_shape)
+            if context.size == "full"
+            else None
+        )
+    _require_converged(result, "informative regime")
+    if not result["within_to_between"] <= MAX_WITHIN_TO_BETWEEN:
+        raise ProbkitError(
+            f"r = {result['within_to_between']:.3f} > {MAX_WITHIN_TO_BETWEEN}: the instance is not "
+            "in the regime where the allowance holds."
+        )
+    p_values = _allowance_p_values(result["gaps"], result["errors"], MEAN_FIELD_ALLOWANCE)
+    details = {
+        "largest_gap_in_sd": _largest(result["gaps"]),
+        "largest_monte_carlo_error_in_sd": _largest(result["errors"]),
+        "gaps_in_sd": {
+            name: np.asarray(value)[:2].tolist() for name, value in result["gaps"].items()
+        },
+        **{key: value for key, value in result.items() if key not in ("gaps", "errors")},
+        "allowance_in_sd": MEAN_FIELD_ALLOWANCE,
+        "draws_per_chain": draws,
+        "chains": 4,
+        "learner_steps": steps,
+    }
+    if weak is not None:
+        details["weak_regime_unasserted"] = {
+            "largest_gap_in_sd": _largest(weak["gaps"]),
+            "gaps_in_sd": {n: np.asarray(v)[:2].tolist() for n, v in weak["gaps"].items()},
+            **{key: value for key, value in weak.items() if key not in ("gaps", "errors")},
+        }
+    return Outcome.from_p_value(
+        max(_largest(result["gaps"]).values()),
+        holm_combined_p_value(p_values),
+        reference=f"|gap| <= {MEAN_FIELD_ALLOWANCE}",
+        description="max |learner − NUTS| / NUTS sd (means of μ, σ², θ_i; sds of μ, σ²)",
+        details=details,
+    )
+
+
+def _simulate_global(key, hyperprior, num_episodes, num_points, noise_variance):
+    """φ ~ p(φ), θ_i ~ N(μ, diag σ²), standard normal designs, y_i; the episodes' exact fits."""
+    key_phi, key_episodes = jax.random.split(key)
+    mean, variance = hyperprior.as_distribution().sample(key_phi)
+    data = linear_gaussian_episodes(
+        key_episodes, num_episodes, num_points, mean, variance, noise_variance
+    )
+    fits = jax.vmap(lambda x, y: linear_gaussian_fit(x, y, noise_variance))(
+        data.design, data.targets
+    )
+    return mean, variance, fits
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+def _calibration_ranks(key, replicates, num_episodes, num_points, noise_variance, draws, steps):
+    """SBC ranks of the true μ_k and σ²_k among ``draws`` draws of the trained q(φ), (R, 2d).
+
+    Also returns each replicate's KL from the learned q(φ) to the CAVI optimum and the number of
+    updates the learner skipped.
+    """
+    hyperprior = _global_hyperprior()
+    key_sim, key_train, key_draws = jax.random.split(key, 3)
+    mean, variance, fits = jax.vmap(
+        lambda k: _simulate_global(k, hyperprior, num_episodes, num_points, noise_variance)
+    )(jax.random.split(key_sim, replicates))
+    learner = _global_learner(hyperprior, num_episodes, steps, 0.2, learn_shape=False)
+    state = _train(learner, key_train, fits, steps)
+    laws = jax.vmap(learner.prior)(state.raw)
+    optimum = jax.vmap(lambda f: _mean_field_fixed_point(hyperprior, f))(fits)
+    kl = jax.vmap(lambda a, b: kl_divergence(a.as_distribution(), b.as_distribution()))(
+        laws, optimum
+    )
+    drawn_mean, drawn_variance = jax.vmap(lambda law, k: law.as_distribution().sample(k, (draws,)))(
+        laws, jax.random.split(key_draws, replicates)
+    )
+    ranks = jnp.concatenate(
+        [
+            jnp.sum(drawn_mean < mean[:, None], axis=1),
+            jnp.sum(drawn_variance < variance[:, None], axis=1),
+        ],
+        axis=1,
+    )
+    return ranks, kl, state.skipped_updates
+
+
+CALIBRATION_CHUNK = 100
+"""Replicates per compiled call: one call over 1000 replicates stalled XLA on CPU."""
+
+
+def _calibration(seed, regime, replicates, draws, steps):
+    """SBC ranks over ``replicates`` (a multiple of CALIBRATION_CHUNK), their χ² tests and more."""
+    chunks = [
+        jax.device_get(
+            _calibration_ranks(
+                jax.random.fold_in(jax.random.key(seed), chunk),
+                CALIBRATION_CHUNK,
+                30,
+                regime["num_points"],
+                regime["noise_variance"],
+                draws,
+                steps,
+            )
+        )
+        for chunk in range(replicates // CALIBRATION_CHUNK)
+    ]
+    ranks, kl, skipped = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
+    p_value, counts = rank_uniformity_p_value(ranks, draws)
+    columns = [stats.chisquare(counts[:, j]) for j in range(counts.shape[1])]
+    names = [f"{name}[{k}]" for name in ("mean", "variance") for k in range(GLOBAL_DIMENSION)]
+    return {
+        "p_value": p_value,
+        "chi_square": {n: float(c.statistic) for n, c in zip(names, columns, strict=True)},
+        "column_p_values": {n: float(c.pvalue) for n, c in zip(names, columns, strict=True)},
+        # The share of true values outside the central (1 − 2/(L + 1)) interval of the draws:
+        # 2/(L + 1) when calibrated, more when q(φ) is too narrow.
+        "outside_share": {
+            n: float(np.mean((ranks[:, j] == 0) | (ranks[:, j] == draws)))
+            for j, n in enumerate(names)
+        },
+        "counts": counts.T.tolist(),
+        "max_kl_to_mean_field_optimum": float(np.max(kl)),
+        "skipped_updates": int(np.sum(skipped)),
+    }
+
+
+@register(capability="meta", kind="statistical")
+def global_posterior_is_calibrated_on_informative_episodes(context: CheckContext) -> Outcome:
+    """SBC: where episode data dominate, the ranks of the true μ and σ² among q(φ) draws are uniform.
+
+    Each replicate draws φ from the hyperprior, 30 episodes of 40 points (d = 2, noise 0.1),
+    trains the learner (exact fit, full batch, vmapped over replicates; each replicate's KL to
+    the CAVI optimum must be at most 1e-4) and ranks the true μ_k and σ²_k among L independent
+    draws of q(φ) (Talts et al. 2018). Pearson's χ² on the L + 1 rank counts of each of the 4
+    columns, Holm-combined: the false-alarm rate is the run's alpha when q(φ) is the posterior.
+    The full size also reports, unasserted, the weak regime (3 points, noise 2), where mean field
+    is too narrow and the ranks of μ pile up at both ends.
+    """
+    replicates = context.pick(quick=100, full=1000)
+    draws = context.pick(quick=9, full=19)  # 10 and 50 replicates per rank bin
+    steps = 1000  # 500 left 2 of 100 replicates at KL ≈ 1e-2 from the optimum
+    with jax.enable_x64(True):
+        result = _calibration(context.seed, INFORMATIVE, replicates, draws, steps)
+        weak = (
+            _calibration(context.seed, WEAK, replicates, draws, steps)
+            if context.size == "full"
+            else None
+        )
+    if not result["max_kl_to_mean_field_optimum"] <= LEARNER_CONVERGED:
+        raise ProbkitError(
+            f"the learner stopped at KL {result['max_kl_to_mean_field_optimum']:.2e} from the "
+            f"mean-field optimum in some replicate (> {LEARNER_CONVERGED}); train longer."
+        )
+    details = {**result, "replicates": replicates, "draws": draws, "learner_steps": steps}
+    if weak is not None:
+        details["weak_regime_unasserted"] = weak
+    return Outcome.from_p_value(
+        max(result["chi_square"].values()),
+        result["p_value"],
+        reference=f"χ²({draws}) per column",
+        description="largest rank χ² over μ_k, σ²_k (Holm-combined p)",
+        details=details,
     )
