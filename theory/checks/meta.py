@@ -590,7 +590,12 @@ def extreme_priors_give_pooling_and_per_episode_fits(context: CheckContext) -> O
 # Mean field ignores the coupling of μ with the θ_i: p(μ | D) has variance ≈ E(σ² + v)/N, where
 # v = (Ā_i⁻¹)_kk is the episode estimate's own variance, while q(μ) has ≈ E σ²/N. The relative
 # deficit of the sd is ≈ r/2 with r = v/σ²: q(φ) is nearly exact when each episode's data
-# dominate (r ≪ 1) and under-disperses μ (and σ²) when they do not (r ≳ 1).
+# dominate (r ≪ 1) and under-disperses μ (and σ²) when they do not (r ≳ 1). Measured on 30
+# episodes (seed 0, 4 × 1000 NUTS draws, SBC with R = 300, L = 14): the sds of μ and σ² are 1 to 3 %
+# off (within Monte Carlo error) at r ≈ 0.02, 5 to 11 % short at r ≈ 0.19 (10 points, noise 0.5),
+# 13 to 18 % at r ≈ 0.39 (5 points, noise 0.5), 32 to 41 % at r ≈ 3.6 (3 points, noise 1); the
+# means of μ and σ² stay within 0.04 sd throughout. SBC rejects uniformity from r ≈ 0.2 on
+# (p = 0.004, 0.002, 3e-17 at those three), with the true values too often outside q's tails.
 
 GLOBAL_DIMENSION = 2
 INFORMATIVE = {"num_points": 40, "noise_variance": 0.1}
@@ -1059,7 +1064,8 @@ def global_posterior_is_calibrated_on_informative_episodes(context: CheckContext
     draws of q(φ) (Talts et al. 2018). Pearson's χ² on the L + 1 rank counts of each of the 4
     columns, Holm-combined: the false-alarm rate is the run's alpha when q(φ) is the posterior.
     The full size also reports, unasserted, the weak regime (3 points, noise 2), where mean field
-    is too narrow and the ranks of μ pile up at both ends.
+    is too narrow and the ranks pile up at both ends: at seed 0, 28 to 31 % of the true μ_k and
+    σ²_k fall outside the central 90 % of the draws (χ² p < 1e-77 in every column).
     """
     replicates = context.pick(quick=100, full=1000)
     draws = context.pick(quick=9, full=19)  # 10 and 50 replicates per rank bin
