@@ -40,7 +40,8 @@ learning rate 1e-3):
   posterior mean) and the posterior standard deviations.
 * ``niw_meta_weak``: the same with the initial ``γ₀ = 1e-4``, chosen in a pilot of 500
   meta-steps on digits 1-shot episodes of the meta-training classes (``--validation``, never the
-  test episodes) among ``γ₀ ∈ {1, 1e-2, 1e-4}``, where only 1e-4 adapted. With the library's
+  test episodes) among ``γ₀ ∈ {1, 1e-2, 1e-4}``, where 1e-4 adapted best (posterior-mean
+  accuracy 85 %, against 37 % and 21 %). With the library's
   ``γ₀ = 1`` the prior precision at the mode, about 13, is a hundred times the fit's precision
   of a head coordinate on a support set, so the local posterior stays at ``m₀``, whose zero head
   favours no label: chance. A larger learning rate for the law's spread (``--niw-prior-lr``)
@@ -690,7 +691,7 @@ def _wins(results: dict[str, Any]) -> list[str]:
                 excludes_zero = abs(d["mean"]) > d["ci95"]
                 verdict = "worse" if excludes_zero else "not distinguishable"
                 parts.append(f"{LABELS[name]} {_pm(d, scale, 2 if scale > 1 else 3)} ({verdict})")
-            unit = " points" if scale > 1 else ""
+            unit = " (percentage points)" if scale > 1 else ""
             lines.append(
                 f"* **{setting}, {word}**: best is {LABELS[best]} "
                 f"({_pm(entry['methods'][best][metric], scale, 2 if scale > 1 else 3)}); paired "
@@ -700,7 +701,8 @@ def _wins(results: dict[str, Any]) -> list[str]:
         if eces:
             low = min(eces, key=eces.get)
             lines.append(
-                f"* **{setting}, ECE**: lowest is {LABELS[low]} ({100 * eces[low]:.1f} %); "
+                f"* **{setting}, ECE** (a classifier at chance can be calibrated: read it with the "
+                f"accuracy): lowest is {LABELS[low]} ({100 * eces[low]:.1f} %); "
                 + ", ".join(f"{LABELS[n]} {100 * v:.1f} %" for n, v in eces.items() if n != low)
                 + "."
             )
