@@ -167,14 +167,8 @@ def prototype_logits(params, support_x, support_y, query_x):
     return -jnp.sum((query[:, None, :] - prototypes[None]) ** 2, axis=-1)
 
 
-def protonet_step(optimizer: optax.GradientTransformation) -> Step:
-    """One ProtoNet meta-step: Adam on the mean query cross-entropy of the meta-batch."""
-
-    def loss(params, e):
-        def one(sx, sy, qx, qy):
-            return jnp.mean(cross_entropy(prototype_logits(params, sx, sy, qx), qy))
-
-        return jnp.mean(jax.vmap(one)(e.support_x, e.support_y, e.query_x, e.query_y))
+def _outer_step(loss: Callable, optimizer: optax.GradientTransformation) -> Step:
+    """A meta-step: one optimiser step on ``loss(params, episodes)``, returning its value."""
 
     def step(state, episodes, key):
         del key
@@ -184,6 +178,18 @@ def protonet_step(optimizer: optax.GradientTransformation) -> Step:
         return (optax.apply_updates(params, updates), opt_state), value
 
     return step
+
+
+def protonet_step(optimizer: optax.GradientTransformation) -> Step:
+    """One ProtoNet meta-step: Adam on the mean query cross-entropy of the meta-batch."""
+
+    def loss(params, e):
+        def one(sx, sy, qx, qy):
+            return jnp.mean(cross_entropy(prototype_logits(params, sx, sy, qx), qy))
+
+        return jnp.mean(jax.vmap(one)(e.support_x, e.support_y, e.query_x, e.query_y))
+
+    return _outer_step(loss, optimizer)
 
 
 def sgd(params, x, y, num_steps: int, learning_rate: float, first_order: bool = False):
@@ -214,14 +220,7 @@ def maml_step(
 
         return jnp.mean(jax.vmap(one)(e.support_x, e.support_y, e.query_x, e.query_y))
 
-    def step(state, episodes, key):
-        del key
-        params, opt_state = state
-        value, grads = jax.value_and_grad(loss)(params, episodes)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    return step
+    return _outer_step(loss, optimizer)
 
 
 def summed_cross_entropy(params, episode):
