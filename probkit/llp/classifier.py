@@ -15,9 +15,9 @@ Methods (all train the same network, :mod:`probkit.llp.network`):
     (the release uses instance labels), and the last bag of a shuffle is kept.
 ``"dllp"`` (default)
     Bag cross-entropy between each bag's proportion and its members' mean prediction
-    (Ardehaly & Culotta 2017). The default because it has been the most accurate method at
-    bags of 32 and more in ``benchmarks/llp_bags.py`` so far (the default follows that
-    benchmark).
+    (Ardehaly & Culotta 2017). The default: in ``benchmarks/llp_bags.py`` no method is ahead
+    everywhere (LLP-BP leads at bags of 128 on Bank Marketing, EasyLLP at bags of 128 and 512
+    on Adult), and DLLP is among the best at bags of 8 and 32 on every data set there.
 ``"easyllp"``
     Busa-Fekete et al. (NeurIPS 2023): each row gets the debiased label ``m_b (α_b − p) + p``
     (``α_b`` its bag's proportion, ``p`` the overall one), whose expectation given the row's own
