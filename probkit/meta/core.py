@@ -94,6 +94,31 @@ class GaussianFit(NamedTuple):
     mean: jax.Array
     precision: jax.Array
 
+    @classmethod
+    def at_posterior_mode(
+        cls, mode: jax.Array, precision: jax.Array, prior_loc: jax.Array, prior_precision
+    ) -> GaussianFit:
+        """The diagonal fit whose closed-form local posterior has its mean at ``mode``.
+
+        For a fit made by minimising the local posterior's objective
+        ``L(θ) + ½Σ P(θ - m₀)²`` (mode ``θ*``, curvature ``Ā`` of ``L`` there): the mean
+        ``m̄ = θ* + P(θ* - m₀)/Ā`` makes :func:`local_posterior`'s ``(Ām̄ + Pm₀)/(Ā + P)``
+        equal ``θ*``. At the mode ``∇L(θ*) = -P(θ* - m₀)``, so ``m̄`` is also the centre
+        ``θ* - ∇L(θ*)/Ā`` of ``L``'s quadratic model there.
+
+        Parameters
+        ----------
+        mode : array, shape (d,)
+            ``θ*``.
+        precision : array, shape (d,)
+            ``Ā`` (> 0).
+        prior_loc : array, shape (d,)
+            ``m₀``.
+        prior_precision : float or array, shape (d,)
+            ``P``, the precision the closed form will use (``n₀γ₀``).
+        """
+        return cls(mode + prior_precision * (mode - prior_loc) / precision, precision)
+
 
 class LocalPosterior(NamedTuple):
     """An episode's posterior ``N(mean, covariance)``.

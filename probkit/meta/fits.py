@@ -17,6 +17,18 @@
 All return a :class:`~probkit.meta.core.GaussianFit` on the flat parameter vector; the fits are
 constants of the meta-loss (no graph is kept through their inner steps), so memory does not
 grow with the number of steps.
+
+:func:`laplace_fit` and :func:`ggn_fit` also take the local prior's precision ``P``. They then
+minimise the local posterior's objective ``L(θ) + ½Σ P(θ - m₀)²`` instead of ``L`` alone and
+read the end of their steps ``θ*`` as its mode: the returned mean is
+``m̄ = θ* + P(θ* - m₀)/Ā``, the one for which the closed-form local posterior with prior
+precision ``P``, ``(Ām̄ + Pm₀)/(Ā + P)``, is ``θ*`` itself, so the prior's pull is applied once.
+At the mode ``∇L(θ*) = -P(θ* - m₀)``, so ``m̄`` is then also ``θ* - ∇L(θ*)/Ā``, the centre of
+``L``'s quadratic model there. (Using that second form away from the mode makes the closed form
+a diagonal Newton step from ``θ*``, which overshoots wherever the curvature is small and the
+steps have not converged.) A fit of ``L`` alone that stops short of ``L``'s minimum (a few
+steps from ``m₀``, as in the paper) is pulled towards ``m₀`` a second time by the closed form,
+and a loss with flat directions has no minimum to stop at.
 """
 
 from __future__ import annotations
@@ -130,6 +142,32 @@ def sgld_fit(
     return GaussianFit(mean, _clamp(1.0 / variance, min_precision, max_precision))
 
 
+def _check_prior_precision(prior_precision, min_precision):
+    if prior_precision is not None and not min_precision > 0:
+        raise ProbkitError(
+            "a fit with a `prior_precision` divides the prior's pull by the clamped curvature; "
+            f"make `min_precision` > 0 (got {min_precision})."
+        )
+
+
+def _objective(loss, start, prior_precision):
+    """``L``, or the local posterior's ``L(θ) + ½Σ P(θ - m₀)²`` when ``P`` is given."""
+    if prior_precision is None:
+        return loss
+
+    def posterior_objective(theta):
+        return loss(theta) + 0.5 * jnp.sum(prior_precision * (theta - start) ** 2)
+
+    return posterior_objective
+
+
+def _fit(theta, start, precision, prior_precision):
+    """The fit at ``θ*``, or the one whose closed-form posterior mean is ``θ*`` given ``P``."""
+    if prior_precision is None:
+        return GaussianFit(theta, precision)
+    return GaussianFit.at_posterior_mode(theta, precision, start, prior_precision)
+
+
 def _minimise(gradient, start, num_steps, learning_rate, optimizer):
     optimizer = optimizer or optax.adam(learning_rate)
 
@@ -151,6 +189,7 @@ def laplace_fit(
     optimizer: optax.GradientTransformation | None = None,
     min_precision: float = 1e-4,
     max_precision: float = 1e3,
+    prior_precision: jax.Array | float | None = None,
 ) -> GaussianFit:
     """Gaussian fit from ``num_steps`` optimiser steps on ``loss`` and the diagonal Hessian there.
 
@@ -159,15 +198,28 @@ def laplace_fit(
     inner steps do, where Adam moves every coordinate by about ``learning_rate``). The diagonal
     is computed with one Hessian-vector product per coordinate (``d`` of them), so this suits
     models of up to some thousands of parameters.
+
+    With ``prior_precision`` ``P`` (a scalar or one value per coordinate) the steps minimise
+    ``loss(θ) + ½Σ P(θ - start)²`` and the mean is ``θ* + P(θ* - start)/Ā`` (see the module's
+    notes): the closed-form local posterior with prior precision ``P`` then has its mean at the
+    end of the steps, the MAP once they have converged.
     """
+    _check_prior_precision(prior_precision, min_precision)
     gradient = jax.grad(loss)
-    theta = _minimise(gradient, start, num_steps, learning_rate, optimizer)
+    theta = _minimise(
+        jax.grad(_objective(loss, start, prior_precision)),
+        start,
+        num_steps,
+        learning_rate,
+        optimizer,
+    )
 
     def hessian_diagonal_entry(basis):
         return basis @ jax.jvp(gradient, (theta,), (basis,))[1]
 
     diagonal = jax.lax.map(hessian_diagonal_entry, jnp.eye(theta.shape[0], dtype=theta.dtype))
-    return GaussianFit(theta, _clamp(diagonal, min_precision, max_precision))
+    precision = _clamp(diagonal, min_precision, max_precision)
+    return _fit(theta, start, precision, prior_precision)
 
 
 def ggn_fit(
@@ -180,6 +232,7 @@ def ggn_fit(
     optimizer: optax.GradientTransformation | None = None,
     min_precision: float = 1e-4,
     max_precision: float = 1e3,
+    prior_precision: jax.Array | float | None = None,
 ) -> GaussianFit:
     """Gaussian fit from optimiser steps on ``ℓ(f(θ))`` and the diagonal generalised Gauss-Newton there.
 
@@ -203,11 +256,16 @@ def ggn_fit(
         ``learning_rate``, flat ones included).
     min_precision, max_precision : float
         Clamp of the per-coordinate precision.
+    prior_precision : float or array, shape (d,), optional
+        ``P``: the steps then minimise ``ℓ(f(θ)) + ½Σ P(θ - start)²``, the local posterior's
+        objective, and the mean is ``θ* + P(θ* - start)/Ā``, so that the closed-form local
+        posterior with that ``P`` has its mean at the end of the steps ``θ*``.
 
     Returns
     -------
     GaussianFit
-        Diagonal: the end of the optimiser steps and the clamped ``diag(JᵀHJ)`` there.
+        Diagonal: the end of the optimiser steps ``θ*`` (or, with ``prior_precision``,
+        ``θ* + P(θ* - start)/Ā``) and the clamped ``diag(JᵀHJ)`` there.
 
     Notes
     -----
@@ -218,13 +276,25 @@ def ggn_fit(
     for a model linear in ``θ`` and is the usual Laplace curvature of networks because it stays
     positive semi-definite.
     """
+    _check_prior_precision(prior_precision, min_precision)
 
     def loss(theta):
         return output_loss(outputs(theta))
 
-    theta = _minimise(jax.grad(loss), start, num_steps, learning_rate, optimizer)
+    theta = _minimise(
+        jax.grad(_objective(loss, start, prior_precision)),
+        start,
+        num_steps,
+        learning_rate,
+        optimizer,
+    )
     fitted = outputs(theta)
     jacobian = jax.jacrev(lambda point: jnp.ravel(outputs(point)))(theta)
-    hessian = jax.hessian(lambda flat: output_loss(flat.reshape(fitted.shape)))(jnp.ravel(fitted))
+
+    def flat_output_loss(flat):
+        return output_loss(flat.reshape(fitted.shape))
+
+    hessian = jax.hessian(flat_output_loss)(jnp.ravel(fitted))
     diagonal = jnp.einsum("pd,pq,qd->d", jacobian, hessian, jacobian)
-    return GaussianFit(theta, _clamp(diagonal, min_precision, max_precision))
+    precision = _clamp(diagonal, min_precision, max_precision)
+    return _fit(theta, start, precision, prior_precision)

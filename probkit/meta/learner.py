@@ -89,6 +89,17 @@ class NIWMeta:
         Hessian), a diagonal generalised Gauss-Newton fit (needs ``outputs`` and
         ``output_loss``), or ``fit(key, start, episode) -> GaussianFit`` (e.g. an exact fit of a
         linear-Gaussian loss).
+    fit_target : {"loss", "posterior"}, default "loss"
+        What the ``"laplace"`` and ``"ggn"`` fits optimise: the episode's loss alone, as the
+        paper's SGLD fit does, or the local posterior's objective ``L(θ) + ½n₀γ₀‖θ - m₀‖²``
+        (the prior precision the closed form uses: ``n₀γ₀`` in training, the mode's
+        ``γ₀(n₀ + 3)`` in :meth:`adapt`), with the fit's mean chosen so that the closed-form
+        local posterior's mean is the end of those steps, the MAP once they have converged
+        (:meth:`GaussianFit.at_posterior_mode <probkit.meta.GaussianFit.at_posterior_mode>`).
+        A callable ``fit`` is then called as ``fit(key, start, episode, prior_precision)``.
+        With ``"loss"``, a fit that stops short of the
+        loss's minimum is pulled towards ``m₀`` twice: by the steps not taken and by the closed
+        form.
     fit_options : dict, optional
         Options of :func:`~probkit.meta.fits.sgld_fit` (default ``num_steps=20, burnin=10,
         step_size=1e-4``), :func:`~probkit.meta.fits.laplace_fit` or
@@ -140,6 +151,7 @@ class NIWMeta:
         init_params: Any,
         *,
         fit: str | FitFunction = "sgld",
+        fit_target: str = "loss",
         fit_options: dict | None = None,
         meta_loss: str = "quadratic",
         num_loss_samples: int = 8,
@@ -178,6 +190,12 @@ class NIWMeta:
             )
         self.outputs, self.output_loss = outputs, output_loss
         self.fit = fit
+        self.fit_target = check_choice("fit_target", fit_target, ("loss", "posterior"))
+        if self.fit_target == "posterior" and fit == "sgld":
+            raise ProbkitError(
+                "fit_target='posterior' needs fit='laplace', 'ggn' or a callable "
+                "fit(key, start, episode, prior_precision); the SGLD fit samples the loss."
+            )
         self.fit_options = dict(fit_options or {})
         self.meta_loss_kind = check_choice("meta_loss", meta_loss, ("quadratic", "monte_carlo"))
         self.num_loss_samples = check_positive_int("num_loss_samples", num_loss_samples)
@@ -266,9 +284,29 @@ class NIWMeta:
 
     # --- fits -----------------------------------------------------------------------------------
 
-    def fit_episode(self, key: jax.Array, start: jax.Array, episode: Any) -> GaussianFit:
-        """The Gaussian fit of one episode's loss, started at the flat vector ``start``."""
+    def fit_episode(
+        self,
+        key: jax.Array,
+        start: jax.Array,
+        episode: Any,
+        prior_precision: jax.Array | None = None,
+    ) -> GaussianFit:
+        """The Gaussian fit of one episode's loss, started at the flat vector ``start``.
+
+        With ``fit_target="posterior"``, ``prior_precision`` is the local prior's precision
+        (``n₀γ₀``), which the fit's steps add to the loss.
+        """
+        if self.fit_target == "posterior":
+            if prior_precision is None:
+                raise ProbkitError(
+                    "fit_target='posterior' fits the local posterior: pass the prior's "
+                    "`prior_precision` (n₀γ₀)."
+                )
+        else:
+            prior_precision = None
         if callable(self.fit):
+            if self.fit_target == "posterior":
+                return self.fit(key, start, episode, prior_precision)
             return self.fit(key, start, episode)
 
         def flat_loss(theta):
@@ -277,7 +315,12 @@ class NIWMeta:
         if self.fit == "sgld":
             options = {"num_steps": 20, "burnin": 10, "step_size": 1e-4, **self.fit_options}
             return sgld_fit(flat_loss, key, start, **options)
-        options = {"num_steps": 20, "learning_rate": 1e-2, **self.fit_options}
+        options = {
+            "num_steps": 20,
+            "learning_rate": 1e-2,
+            **self.fit_options,
+            "prior_precision": prior_precision,
+        }
         if self.fit == "ggn":
             return ggn_fit(
                 lambda theta: self.outputs(self._unravel(theta), episode),
@@ -287,17 +330,30 @@ class NIWMeta:
             )
         return laplace_fit(flat_loss, start, **options)
 
-    def fit_is_sound(self, fit: GaussianFit, start: jax.Array, episode: Any) -> jax.Array:
+    def fit_is_sound(
+        self,
+        fit: GaussianFit,
+        start: jax.Array,
+        episode: Any,
+        prior: DiagonalNIW | None = None,
+    ) -> jax.Array:
         """Whether one episode's fit may enter the meta-loss (a boolean scalar).
 
         It may not when its mean or precision holds a non-finite value, or when the episode's
         loss at the mean is not finite or exceeds the loss at ``start`` by more than
-        ``max_loss_increase``.
+        ``max_loss_increase``. With ``fit_target="posterior"`` the loss is taken at the local
+        posterior's mean under ``prior`` instead (the end of the fit's steps): the fit's mean
+        then lies far out along directions in which the loss is nearly flat.
         """
         finite = jnp.all(jnp.isfinite(fit.mean)) & jnp.all(jnp.isfinite(fit.precision))
         at_start = self.loss(self._unravel(start), episode)
+        point = fit.mean
+        if self.fit_target == "posterior":
+            if prior is None:
+                raise ProbkitError("fit_target='posterior' checks a fit under its `prior`.")
+            point = local_posterior(prior, fit).mean
         # A non-finite mean is replaced before the loss sees it, so that no NaN is computed.
-        at_mean = self.loss(self._unravel(jnp.where(finite, fit.mean, start)), episode)
+        at_mean = self.loss(self._unravel(jnp.where(finite, point, start)), episode)
         return finite & jnp.isfinite(at_mean) & (at_mean - at_start <= self.max_loss_increase)
 
     # --- meta-training --------------------------------------------------------------------------
@@ -352,10 +408,15 @@ class NIWMeta:
         fit_key, loss_key = jax.random.split(key)
         keys = jax.random.split(fit_key, num)
         # The fits are constants: stop_gradient keeps the graph out of the inner steps.
+        fixed_prior = jax.lax.stop_gradient(prior)
         fits = jax.lax.stop_gradient(
-            jax.vmap(lambda k, e: self.fit_episode(k, prior.loc, e))(keys, episodes)
+            jax.vmap(
+                lambda k, e: self.fit_episode(k, fixed_prior.loc, e, fixed_prior.prior_precision())
+            )(keys, episodes)
         )
-        keep = jax.vmap(lambda fit, e: self.fit_is_sound(fit, prior.loc, e))(fits, episodes)
+        keep = jax.vmap(lambda fit, e: self.fit_is_sound(fit, fixed_prior.loc, e, fixed_prior))(
+            fits, episodes
+        )
         # Rejected fits are swapped for harmless ones (the prior mean, unit precision) before
         # the loss sees them: their weight is zero, but a NaN would still poison the gradient.
         fits = jax.tree.map(
@@ -443,16 +504,59 @@ class NIWMeta:
                 "`support` is empty: a new episode needs at least one labelled example to adapt."
             )
         prior = self.prior(state)
-        fit = self.fit_episode(key, prior.loc, support)
         loc, variance = prior.mode()
         # A law whose prior precision n₀γ₀ equals the mode's 1/σ²*.
         at_mode = DiagonalNIW(loc, 1.0 / variance, jnp.ones_like(prior.df), prior.kappa)
+        fit = self.fit_episode(key, loc, support, at_mode.prior_precision())
         return local_posterior(at_mode, fit)
 
     def sample_parameters(self, key: jax.Array, posterior: LocalPosterior, num_samples: int):
         """``num_samples`` parameter pytrees drawn from a local posterior (leading sample axis)."""
         num_samples = check_positive_int("num_samples", num_samples)
         return jax.vmap(self._unravel)(LocalPosterior(*posterior).sample(key, num_samples))
+
+    def sample_outputs(
+        self,
+        key: jax.Array,
+        posterior: LocalPosterior,
+        outputs: Callable[[Any], jax.Array],
+        num_samples: int,
+        *,
+        linearized: bool = False,
+    ) -> jax.Array:
+        """A model's outputs under ``num_samples`` draws from a local posterior.
+
+        Parameters
+        ----------
+        key : jax.Array
+            PRNG key (the same draws as :meth:`sample_parameters` with this key).
+        posterior : LocalPosterior
+            From :meth:`adapt`.
+        outputs : callable
+            ``outputs(params) -> array``: the model's outputs (predictions, logits) on the
+            inputs of interest, for a parameter pytree.
+        num_samples : int
+            Draws.
+        linearized : bool, default False
+            Evaluate the model linearised at the posterior mean ``m``,
+            ``f(m) + J(m)(θ - m)``, instead of at each draw: the predictive of the Gaussian
+            model that the Laplace and Gauss-Newton fits assume (one linearisation, then a
+            Jacobian-vector product per draw). A diagonal posterior of a network's weights
+            ignores how they compensate for one another, so draws pushed through the network
+            itself scatter its outputs far more than the data allow; the linearised outputs
+            keep the spread the fit's curvature describes.
+
+        Returns
+        -------
+        jax.Array, shape (num_samples, *outputs_shape)
+        """
+        num_samples = check_positive_int("num_samples", num_samples)
+        posterior = LocalPosterior(*posterior)
+        draws = posterior.sample(key, num_samples)
+        if not linearized:
+            return jax.vmap(lambda theta: outputs(self._unravel(theta)))(draws)
+        at_mean, jvp = jax.linearize(lambda theta: outputs(self._unravel(theta)), posterior.mean)
+        return at_mean + jax.vmap(jvp)(draws - posterior.mean)
 
 
 def _all_finite(tree: Any) -> jax.Array:

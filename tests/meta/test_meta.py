@@ -15,6 +15,7 @@ from probkit import ProbkitError
 from probkit.meta import (
     DiagonalNIW,
     GaussianFit,
+    LocalPosterior,
     NIWMeta,
     episode_meta_loss,
     ggn_fit,
@@ -215,6 +216,112 @@ def test_ggn_fit_of_a_softmax_network_is_its_fisher_information():
     np.testing.assert_allclose(fit.precision, fisher, rtol=1e-10)
 
 
+def _logistic_episode():
+    x = jax.random.normal(jax.random.key(11), (8, D))
+    labels = jnp.array([0, 1, 1, 0, 1, 0, 0, 1])
+    return x, labels
+
+
+def _logistic_map(x, labels, start, pull):
+    # An independent optimiser for the reference: scipy's BFGS on the posterior objective.
+    from scipy.optimize import minimize
+
+    def objective(theta):
+        logits = x @ theta
+        nll = jnp.sum(jax.nn.softplus(logits) - labels * logits)
+        return nll + 0.5 * jnp.sum(pull * (theta - start) ** 2)
+
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    result = minimize(
+        lambda t: tuple(np.asarray(v) for v in value_and_grad(jnp.asarray(t))),
+        np.asarray(start),
+        jac=True,
+        method="BFGS",
+        options={"gtol": 1e-12},
+    )
+    return result.x
+
+
+@pytest.mark.parametrize("fit_name", ["laplace", "ggn"])
+def test_a_posterior_target_fit_puts_the_closed_form_mean_at_the_map(fit_name):
+    # The fit minimises L + ½P‖θ − m₀‖² and returns m̄ = θ* + P(θ* − m₀)/Ā, for which the closed
+    # form (Ām̄ + Pm₀)/(Ā + P) is θ*. Logistic regression is not quadratic, so this is not the
+    # trivial case; the MAP comes from scipy.
+    x, labels = _logistic_episode()
+    prior = _prior(2.0)
+    pull = prior.prior_precision()
+
+    def logits(theta):
+        return x @ theta
+
+    def output_loss(z):
+        return jnp.sum(jax.nn.softplus(z) - labels * z)
+
+    options = {"num_steps": 4000, "learning_rate": 0.02, "prior_precision": pull}
+    if fit_name == "laplace":
+        fit = laplace_fit(lambda t: output_loss(logits(t)), prior.loc, **options)
+    else:
+        fit = ggn_fit(logits, output_loss, prior.loc, **options)
+    expected = _logistic_map(x, labels, prior.loc, pull)
+    np.testing.assert_allclose(local_posterior(prior, fit).mean, expected, atol=1e-6)
+    # The fit's mean is not the MAP itself but, there, the centre of the loss's quadratic model
+    # (∇L = −P(θ* − m₀) at the MAP).
+    gradient = jax.grad(lambda t: output_loss(logits(t)))(jnp.asarray(expected))
+    np.testing.assert_allclose(fit.mean, expected - gradient / fit.precision, atol=1e-5)
+    assert np.max(np.abs(np.asarray(fit.mean) - expected)) > 0.05
+
+
+def test_on_separable_data_only_the_posterior_target_fit_has_somewhere_to_stop():
+    # Separable labels: the loss has no minimum (the weights grow for ever along the separating
+    # direction), so a fit of the loss alone depends on when its steps stop and its closed form
+    # never reaches the MAP; the posterior objective has a minimum, which the fit reaches.
+    x, _ = _logistic_episode()
+    labels = (x[:, 0] > 0).astype(x.dtype)
+    prior = _prior(2.0)
+    pull = prior.prior_precision()
+
+    def loss(theta):
+        logits = x @ theta
+        return jnp.sum(jax.nn.softplus(logits) - labels * logits)
+
+    expected = _logistic_map(x, labels, prior.loc, pull)
+    norms, errors = [], []
+    for steps in (300, 4000):
+        fit = laplace_fit(loss, prior.loc, num_steps=steps, learning_rate=0.02)
+        norms.append(float(jnp.linalg.norm(fit.mean)))
+        errors.append(float(jnp.linalg.norm(local_posterior(prior, fit).mean - expected)))
+        aware = laplace_fit(
+            loss, prior.loc, num_steps=steps, learning_rate=0.02, prior_precision=pull
+        )
+        np.testing.assert_allclose(local_posterior(prior, aware).mean, expected, atol=1e-5)
+    assert norms[1] > 2 * norms[0]  # 4.0 and 11.5 when written
+    assert min(errors) > 0.5  # 0.80 and 1.25
+
+
+def test_a_quadratic_loss_posterior_target_fit_is_exact():
+    centre, curvature = jnp.array([0.4, -1.0, 2.0]), jnp.array([3.0, 0.5, 8.0])
+
+    def loss(theta):
+        return 0.5 * jnp.sum(curvature * (theta - centre) ** 2)
+
+    fit = laplace_fit(
+        loss, jnp.zeros(D), num_steps=3000, learning_rate=0.05, prior_precision=jnp.full(D, 1.5)
+    )
+    np.testing.assert_allclose(fit.precision, curvature, rtol=1e-12)
+    np.testing.assert_allclose(fit.mean, centre, atol=1e-8)
+
+
+def test_a_posterior_target_fit_refuses_a_zero_precision_floor():
+    with pytest.raises(ProbkitError, match="min_precision"):
+        laplace_fit(
+            lambda t: jnp.sum(t**2),
+            jnp.zeros(D),
+            num_steps=1,
+            prior_precision=1.0,
+            min_precision=0.0,
+        )
+
+
 def test_sgld_fit_is_clamped_and_refuses_too_few_draws():
     def loss(theta):
         return 0.5 * jnp.sum(1e6 * theta**2)  # a very sharp loss: the precision hits the cap
@@ -308,6 +415,73 @@ def test_the_ggn_learner_fits_through_the_model_outputs():
     assert int(info["rejected_episodes"]) == 0
 
 
+def test_a_posterior_target_learner_adapts_to_the_map_under_the_mode():
+    # adapt() fits the support loss plus the mode's precision γ₀(n₀ + 3): the local posterior's
+    # mean is the MAP of that objective, which an independent optimiser finds from scratch.
+    tasks = sinusoid_episodes(jax.random.key(2), 8, shots=5)
+    episodes = (tasks.support_x, tasks.support_y)
+    learner = NIWMeta(
+        _mlp_loss,
+        _mlp_params(),
+        fit="ggn",
+        fit_target="posterior",
+        outputs=_mlp_outputs,
+        output_loss=lambda z, episode: 0.5 * jnp.sum((z - episode[1]) ** 2),
+        fit_options={"num_steps": 3000, "learning_rate": 1e-2},
+        init_precision=0.05,
+        optimizer=optax.adam(1e-2),
+    )
+    state, info = learner.update(jax.random.key(1), learner.init(), episodes)
+    assert bool(info["applied"])
+    assert int(info["rejected_episodes"]) == 0
+    support = (tasks.query_x[0], tasks.query_y[0])
+    posterior = learner.adapt(jax.random.key(9), state, support)
+    loc, variance = learner.prior(state).mode()
+
+    def objective(theta):
+        return _mlp_loss(learner.unravel(theta), support) + 0.5 * jnp.sum(
+            (theta - loc) ** 2 / variance
+        )
+
+    from scipy.optimize import minimize
+
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    expected = minimize(
+        lambda t: tuple(np.asarray(v) for v in value_and_grad(jnp.asarray(t))),
+        np.asarray(loc),
+        jac=True,
+        method="BFGS",
+        options={"gtol": 1e-10},
+    ).x
+    np.testing.assert_allclose(posterior.mean, expected, atol=1e-5)
+    assert np.max(np.abs(expected - np.asarray(loc))) > 0.05  # the support set moved it
+
+
+def test_sampled_outputs_are_the_model_at_the_draws_or_its_linearisation():
+    learner = NIWMeta(_mlp_loss, _mlp_params())
+    d = learner.dimension
+    posterior = LocalPosterior(
+        jax.random.normal(jax.random.key(4), (d,)), jnp.linspace(0.01, 0.2, d)
+    )
+    x = jnp.linspace(-2.0, 2.0, 7)[:, None]
+
+    def outputs(params):
+        return _mlp_outputs(params, (x, None))
+
+    key = jax.random.key(8)
+    thetas = LocalPosterior(*posterior).sample(key, 5)
+    direct = learner.sample_outputs(key, posterior, outputs, 5)
+    params = learner.sample_parameters(key, posterior, 5)
+    np.testing.assert_allclose(direct, jax.vmap(outputs)(params), rtol=1e-12)
+    linear = learner.sample_outputs(key, posterior, outputs, 5, linearized=True)
+    flat_outputs = lambda theta: outputs(learner.unravel(theta))  # noqa: E731
+    jacobian = jax.jacfwd(flat_outputs)(posterior.mean)
+    expected = flat_outputs(posterior.mean) + (thetas - posterior.mean) @ jacobian.T
+    np.testing.assert_allclose(linear, expected, rtol=1e-10, atol=1e-12)
+    assert linear.shape == direct.shape == (5, 7)
+    assert np.max(np.abs(np.asarray(linear - direct))) > 1e-3  # the network is not linear
+
+
 def test_the_update_does_not_grow_with_the_number_of_inner_steps():
     # The fits are constants of the meta-loss and the Langevin draws are summarised on the fly:
     # the compiled update's temporary memory is the same for 16 and 256 inner steps
@@ -337,6 +511,8 @@ def test_the_update_does_not_grow_with_the_number_of_inner_steps():
         ({"fit": "maml"}, "fit"),
         ({"fit": 3}, "fit"),
         ({"fit": "ggn"}, "outputs"),
+        ({"fit_target": "map"}, "fit_target"),
+        ({"fit": "sgld", "fit_target": "posterior"}, "fit_target"),
         ({"init_precision": -1.0}, "init_precision"),
         ({"init_df": 0.0}, "init_df"),
         ({"df_bounds": (5.0, 1.0)}, "df_bounds"),
