@@ -803,7 +803,7 @@ def main(argv=None) -> int:
     commit = checkout["commit"][:12]
     # "+uncommitted" when the code these diagnostics import (llp, BP, the shared helpers)
     # differs from the commit; edits elsewhere in the library do not count.
-    relevant = ("probkit/llp", "probkit/_", "probkit/__init__", "probkit/inference/")
+    relevant = ("probkit/llp", "probkit/_", "probkit/__init__", "inference/")
     changed = checkout.get("uncommitted_library_changes", [])
     if any(line[3:].startswith(relevant) for line in changed):
         commit += "+uncommitted"

@@ -4,7 +4,9 @@ Methods (all train the same network, :mod:`probkit.llp.network`):
 
 ``"bp"``
     LLP-BP (Havaldar et al., ICLR 2024) with exact count factors: for each round, a kNN graph
-    on the current representation (standardised features, then the network's embeddings), the
+    on the current representation (the embeddings of the starting DLLP network in the first
+    round with the default ``unaries="network"``, the standardised features with
+    ``unaries="none"``; then the latest network's embeddings), the
     Gibbs field of :mod:`probkit.llp.gibbs`, BP marginals as pseudo-labels (soft by default),
     and a network trained on them; the last round adds the aggregate-embedding bag loss.
 ``"bp-paper"``

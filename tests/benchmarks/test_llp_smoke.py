@@ -32,3 +32,17 @@ def test_llp_scale_benchmark_smoke(tmp_path):
     assert run["bp"]["marginal_auc"] > 0.6
     assert run["train"]["test_auc"] > 0.55
     assert "| 1e+03 | 16 | exact |" in (tmp_path / "llp_scale.md").read_text()
+
+
+def test_llp_diagnose_benchmark_smoke(tmp_path):
+    module = load("llp_diagnose")
+    assert module.main(["--smoke", "--out", str(tmp_path)]) == 0
+    cells = json.loads((tmp_path / "llp_diagnose.json").read_text())["cells"]
+    graph = cells["graph|fair"]["representations"]["features|k=5"]
+    # Shares and AUCs are in range, and a homophilous graph beats the label-blind rate.
+    assert 0.0 <= graph["chance_same_label"] < graph["same_label_edges"] <= 1.0
+    assert 0.5 < graph["neighbour_vote_auc"] <= 1.0
+    assert set(graph["networks"]) >= {"oracle"}
+    assert {"ablation|fair|16|0|λs=0", "ablation|fair|16|0|easyllp"} <= set(cells)
+    assert "large|fair|64|0" in cells
+    assert (tmp_path / "llp_diagnose.md").read_text().strip()
