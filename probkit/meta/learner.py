@@ -97,6 +97,8 @@ class NIWMeta:
         local posterior's mean is the end of those steps, the MAP once they have converged
         (:meth:`GaussianFit.at_posterior_mode <probkit.meta.GaussianFit.at_posterior_mode>`).
         A callable ``fit`` is then called as ``fit(key, start, episode, prior_precision)``.
+        The quadratic meta-loss then leaves out a constant of each fit,
+        ``½Σ Ā(m̄ - θ*)²``, which carries no gradient but would swamp its value.
         With ``"loss"``, a fit that stops short of the
         loss's minimum is pulled towards ``m₀`` twice: by the steps not taken and by the closed
         form.
@@ -391,6 +393,8 @@ class NIWMeta:
             losses = jax.vmap(one)(fits, episodes, jax.random.split(key, num))
         else:
             losses = jax.vmap(lambda fit: episode_meta_loss(prior, fit))(fits)
+            if self.fit_target == "posterior":
+                losses = losses - jax.vmap(lambda fit: _mode_offset(prior, fit))(fits)
         if keep is None:
             total = jnp.mean(losses)
         else:
@@ -557,6 +561,20 @@ class NIWMeta:
             return jax.vmap(lambda theta: outputs(self._unravel(theta)))(draws)
         at_mean, jvp = jax.linearize(lambda theta: outputs(self._unravel(theta)), posterior.mean)
         return at_mean + jax.vmap(jvp)(draws - posterior.mean)
+
+
+def _mode_offset(prior: DiagonalNIW, fit: GaussianFit) -> jax.Array:
+    """The constant ``½Σ Ā(m̄ - θ*)²`` of a fit read at the local posterior's mode ``θ*``.
+
+    Such a fit's quadratic ``½Ā(θ - m̄)²`` is the loss's second-order model about ``θ*``,
+    ``∇L(θ*)ᵀ(θ - θ*) + ½(θ - θ*)ᵀĀ(θ - θ*)``, plus this constant, which is
+    ``½Σ P²(θ* - m₀)²/Ā``: huge where the curvature is small and different for every batch.
+    It carries no gradient (the fits were made under this prior, so ``θ*`` is the closed
+    form's mean under it with the gradient stopped); subtracting it leaves a meta-loss whose
+    value means something: the model's expected change from ``θ*`` plus the KL terms.
+    """
+    mode = jax.lax.stop_gradient(local_posterior(prior, fit).mean)
+    return 0.5 * jnp.sum(fit.precision * (fit.mean - mode) ** 2)
 
 
 def _all_finite(tree: Any) -> jax.Array:

@@ -27,6 +27,7 @@ from probkit.meta import (
     sgld_fit,
     sinusoid_episodes,
 )
+from probkit.meta.core import _expected_fit_loss
 
 D = 3
 
@@ -455,6 +456,51 @@ def test_a_posterior_target_learner_adapts_to_the_map_under_the_mode():
     ).x
     np.testing.assert_allclose(posterior.mean, expected, atol=1e-5)
     assert np.max(np.abs(expected - np.asarray(loc))) > 0.05  # the support set moved it
+
+
+def test_the_posterior_target_meta_loss_is_the_loss_model_about_the_mode():
+    # With fit_target="posterior" an episode's quadratic meta-loss is E_q[∇L(θ*)ᵀ(θ − θ*) +
+    # ½(θ − θ*)ᵀĀ(θ − θ*)] + E KL: the loss's own second-order model about the mode, built
+    # here from the loss's autodiff gradient at θ* (which the learner never sees).
+    tasks = sinusoid_episodes(jax.random.key(2), 4, shots=5)
+    episodes = (tasks.support_x, tasks.support_y)
+    learner = NIWMeta(
+        _mlp_loss,
+        _mlp_params(),
+        fit="laplace",
+        fit_target="posterior",
+        # Converged tightly: the learner's linear term is −P(θ* − m₀), the reference's ∇L(θ*).
+        fit_options={
+            "num_steps": 6000,
+            "optimizer": optax.adam(optax.exponential_decay(1e-2, 1000, 0.3)),
+        },
+        init_precision=0.5,
+    )
+    state = learner.init()
+    prior = learner.prior(state)
+    fits = jax.vmap(
+        lambda e: learner.fit_episode(jax.random.key(0), prior.loc, e, prior.prior_precision())
+    )(episodes)
+    value, grads = jax.value_and_grad(learner.meta_loss)(state.raw, fits)
+
+    def expected(raw):
+        law = learner.prior(raw)
+        total = 0.0
+        for i in range(4):
+            fit = jax.tree.map(lambda leaf, i=i: leaf[i], fits)
+            episode = jax.tree.map(lambda leaf, i=i: leaf[i], episodes)
+            mode = jax.lax.stop_gradient(local_posterior(prior, fit).mean)
+            gradient = jax.grad(lambda t, e=episode: _mlp_loss(learner.unravel(t), e))(mode)
+            post = local_posterior(law, fit)
+            shift = post.mean - mode
+            model = gradient @ shift + 0.5 * jnp.sum(fit.precision * (shift**2 + post.covariance))
+            total = total + model + episode_meta_loss(law, fit) - _expected_fit_loss(fit, post)
+        return total / 4
+
+    np.testing.assert_allclose(value, expected(state.raw), rtol=1e-6)
+    expected_grads = jax.grad(expected)(state.raw)
+    for name in ("loc", "log_precision", "log_df"):
+        np.testing.assert_allclose(grads[name], expected_grads[name], rtol=1e-5, atol=1e-8)
 
 
 def test_sampled_outputs_are_the_model_at_the_draws_or_its_linearisation():
