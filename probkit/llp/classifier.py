@@ -44,6 +44,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from scipy import special
 
 from probkit._errors import ProbkitError
 from probkit._estimator import ParamsMixin
@@ -536,8 +537,11 @@ class LLPClassifier(ParamsMixin):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n, 2): columns ``P(y = 0)``, ``P(y = 1)``."""
-        positive = 1.0 / (1.0 + np.exp(-self.decision_function(X).astype(np.float64)))
-        return np.stack([1.0 - positive, positive], axis=1)
+        # expit and log-odds of either sign: 1/(1 + exp(-z)) overflows (with a warning) for
+        # logits below about -710, which a long fit can reach; P(y = 0) = expit(-z) keeps its
+        # relative precision where P(y = 1) is near 1.
+        logits = self.decision_function(X).astype(np.float64)
+        return np.stack([special.expit(-logits), special.expit(logits)], axis=1)
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels 0/1 (probability of 1 at least 0.5)."""

@@ -212,3 +212,16 @@ def test_bp_sharded_over_four_devices_gives_the_fit_of_one():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_probabilities_of_extreme_logits_neither_overflow_nor_lose_the_small_class(monkeypatch):
+    # A long fit can reach logits beyond ±710, where exp overflows; the probabilities must
+    # still be exact, sum to one, and raise no warning.
+    model = LLPClassifier()
+    logits = np.array([-1000.0, -40.0, 0.0, 40.0, 1000.0])
+    monkeypatch.setattr(model, "decision_function", lambda X: logits)
+    with np.errstate(all="raise"):
+        proba = model.predict_proba(np.zeros((5, 1)))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=0)
+    np.testing.assert_allclose(proba[:, 1], [0.0, np.exp(-40.0), 0.5, 1.0, 1.0], rtol=1e-15)
+    assert proba[3, 0] == pytest.approx(np.exp(-40.0), rel=1e-12)  # not 1 − 1 = 0
