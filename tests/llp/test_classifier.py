@@ -14,7 +14,9 @@ from probkit import ProbkitError
 from probkit.llp import METHODS, LLPClassifier, bag_counts, random_bags
 from probkit.llp.classifier import AUTO_NEIGHBORS_GRID, AUTO_SIMILARITY_GRID
 
-SMALL = {"hidden": (16, 8), "epochs": 30, "batch_rows": 128}
+# 80 bags of eight: min_validation_bags=5 keeps 8 of them for early stopping and selection, as
+# the default does from 200 bags on.
+SMALL = {"hidden": (16, 8), "epochs": 30, "batch_rows": 128, "min_validation_bags": 5}
 FLOOR = {"soft-label": 0.75, "bp-paper": 0.6}
 
 
@@ -123,7 +125,13 @@ def test_auto_neighbours_and_strength_are_chosen_on_held_out_bags_only(data):
     bags = random_bags(len(y), 8, seed=2)
     permuted = _within_bag_permutation(y, bags, seed=5)
     assert np.any(permuted != y)
-    settings = {"rounds": 2, "n_neighbors": "auto", "hidden": (16, 8), "epochs": 8}
+    settings = {
+        "rounds": 2,
+        "n_neighbors": "auto",
+        "hidden": (16, 8),
+        "epochs": 8,
+        "min_validation_bags": 5,
+    }
     fits = []
     for labels in (y, permuted):
         _ids, counts = bag_counts(bags, labels)
@@ -225,3 +233,18 @@ def test_probabilities_of_extreme_logits_neither_overflow_nor_lose_the_small_cla
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=0)
     np.testing.assert_allclose(proba[:, 1], [0.0, np.exp(-40.0), 0.5, 1.0, 1.0], rtol=1e-15)
     assert proba[3, 0] == pytest.approx(np.exp(-40.0), rel=1e-12)  # not 1 − 1 = 0
+
+
+def test_bags_are_held_out_only_when_there_are_enough_of_them(data):
+    X, y, _, _ = data
+    for size, expected in ((8, 0), (2, 32)):  # 80 bags give 8 (< 20): none; 320 give 32
+        bags = random_bags(len(y), size, seed=3)
+        _ids, counts = bag_counts(bags, y)
+        model = LLPClassifier("dllp", hidden=(8,), epochs=2).fit(X, bags, counts)
+        assert model.n_validation_bags_ == expected
+    bags = random_bags(len(y), 8, seed=3)
+    _ids, counts = bag_counts(bags, y)
+    model = LLPClassifier("dllp", hidden=(8,), epochs=2, min_validation_bags=8)
+    assert model.fit(X, bags, counts).n_validation_bags_ == 8
+    with pytest.raises(ProbkitError, match="min_validation_bags"):
+        LLPClassifier("dllp", min_validation_bags=0).fit(X, bags, counts)
