@@ -1,7 +1,7 @@
 """LLP methods against each other on offline binary data, random bags of growing size.
 
 Methods, all ``probkit.llp.LLPClassifier`` with the same network (128-64 ReLU MLP, AdamW 1e-3,
-early stopping on held-out bags, never on instance labels):
+early stopping on held-out bags when there are at least 20 of them, never on instance labels):
 
 * ``bp``: LLP-BP with exact count factors and the network's logits as unary evidence (EM with
   a similarity prior), ``λ_s`` chosen on held-out bags, ``k = 5``;
@@ -210,7 +210,9 @@ def markdown(results: dict, epochs: int, commits: list[str]) -> str:
     lines = [
         "# LLP on random bags: instance-level test AUC (mean ± sd over seeds, seed count)",
         "",
-        f"Network 128-64, ≤ {epochs} epochs, early stopping on held-out bags. "
+        f"Network 128-64, ≤ {epochs} epochs, early stopping on held-out bags when there are "
+        "at least 20 of them (the classifier's `min_validation_bags`; with fewer bags every "
+        "bag trains for the full epochs). "
         "`nice -n 19 python benchmarks/llp_bags.py --resume` completes the grid (a blank "
         "cell has not run yet). Commits of the cells: " + ", ".join(commits) + ".",
         "",
