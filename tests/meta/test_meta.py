@@ -223,24 +223,27 @@ def _logistic_episode():
     return x, labels
 
 
-def _logistic_map(x, labels, start, pull):
-    # An independent optimiser for the reference: scipy's BFGS on the posterior objective.
+def _bfgs_minimum(objective, start, gtol=1e-12):
+    # An independent optimiser for the references: scipy's BFGS with JAX's gradient.
     from scipy.optimize import minimize
 
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    return minimize(
+        lambda t: tuple(np.asarray(v) for v in value_and_grad(jnp.asarray(t))),
+        np.asarray(start),
+        jac=True,
+        method="BFGS",
+        options={"gtol": gtol},
+    ).x
+
+
+def _logistic_map(x, labels, start, pull):
     def objective(theta):
         logits = x @ theta
         nll = jnp.sum(jax.nn.softplus(logits) - labels * logits)
         return nll + 0.5 * jnp.sum(pull * (theta - start) ** 2)
 
-    value_and_grad = jax.jit(jax.value_and_grad(objective))
-    result = minimize(
-        lambda t: tuple(np.asarray(v) for v in value_and_grad(jnp.asarray(t))),
-        np.asarray(start),
-        jac=True,
-        method="BFGS",
-        options={"gtol": 1e-12},
-    )
-    return result.x
+    return _bfgs_minimum(objective, start)
 
 
 @pytest.mark.parametrize("fit_name", ["laplace", "ggn"])
@@ -444,16 +447,7 @@ def test_a_posterior_target_learner_adapts_to_the_map_under_the_mode():
             (theta - loc) ** 2 / variance
         )
 
-    from scipy.optimize import minimize
-
-    value_and_grad = jax.jit(jax.value_and_grad(objective))
-    expected = minimize(
-        lambda t: tuple(np.asarray(v) for v in value_and_grad(jnp.asarray(t))),
-        np.asarray(loc),
-        jac=True,
-        method="BFGS",
-        options={"gtol": 1e-10},
-    ).x
+    expected = _bfgs_minimum(objective, loc, gtol=1e-10)
     np.testing.assert_allclose(posterior.mean, expected, atol=1e-5)
     assert np.max(np.abs(expected - np.asarray(loc))) > 0.05  # the support set moved it
 
