@@ -150,17 +150,6 @@ def _check_prior_precision(prior_precision, min_precision):
         )
 
 
-def _objective(loss, start, prior_precision):
-    """``L``, or the local posterior's ``L(θ) + ½Σ P(θ - m₀)²`` when ``P`` is given."""
-    if prior_precision is None:
-        return loss
-
-    def posterior_objective(theta):
-        return loss(theta) + 0.5 * jnp.sum(prior_precision * (theta - start) ** 2)
-
-    return posterior_objective
-
-
 def _fit(theta, start, precision, prior_precision):
     """The fit at ``θ*``, or the one whose closed-form posterior mean is ``θ*`` given ``P``."""
     if prior_precision is None:
@@ -168,7 +157,19 @@ def _fit(theta, start, precision, prior_precision):
     return GaussianFit.at_posterior_mode(theta, precision, start, prior_precision)
 
 
-def _minimise(gradient, start, num_steps, learning_rate, optimizer):
+def _minimise(loss, start, prior_precision, num_steps, learning_rate, optimizer):
+    """The end of ``num_steps`` optimiser steps from ``start``.
+
+    The steps minimise ``L``, or the local posterior's ``L(θ) + ½Σ P(θ - start)²`` when
+    ``prior_precision`` ``P`` is given.
+    """
+
+    def objective(theta):
+        if prior_precision is None:
+            return loss(theta)
+        return loss(theta) + 0.5 * jnp.sum(prior_precision * (theta - start) ** 2)
+
+    gradient = jax.grad(objective)
     optimizer = optimizer or optax.adam(learning_rate)
 
     def step(carry, _):
@@ -206,13 +207,7 @@ def laplace_fit(
     """
     _check_prior_precision(prior_precision, min_precision)
     gradient = jax.grad(loss)
-    theta = _minimise(
-        jax.grad(_objective(loss, start, prior_precision)),
-        start,
-        num_steps,
-        learning_rate,
-        optimizer,
-    )
+    theta = _minimise(loss, start, prior_precision, num_steps, learning_rate, optimizer)
 
     def hessian_diagonal_entry(basis):
         return basis @ jax.jvp(gradient, (theta,), (basis,))[1]
@@ -281,13 +276,7 @@ def ggn_fit(
     def loss(theta):
         return output_loss(outputs(theta))
 
-    theta = _minimise(
-        jax.grad(_objective(loss, start, prior_precision)),
-        start,
-        num_steps,
-        learning_rate,
-        optimizer,
-    )
+    theta = _minimise(loss, start, prior_precision, num_steps, learning_rate, optimizer)
     fitted = outputs(theta)
     jacobian = jax.jacrev(lambda point: jnp.ravel(outputs(point)))(theta)
 
