@@ -12,6 +12,7 @@ import csv
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,11 @@ def add_parser(commands) -> None:
     )
     cluster.add_argument("--alpha", type=float, default=0.02, help="level of each split test")
     cluster.add_argument(
-        "--standardize", action="store_true", help="scale each column by its own spread"
+        "--scale",
+        choices=("standard", "robust", "whiten", "none"),
+        default="standard",
+        help="how columns are put in common units (default standard: each column by its "
+        "standard deviation; none: keep the columns' relative units)",
     )
     cluster.add_argument(
         "--max-clusters", type=int, default=128, help="capacity of the tree (default 128)"
@@ -120,16 +125,25 @@ def run(arguments: argparse.Namespace) -> int:
         check_output_path("--json", arguments.json, arguments.overwrite)
     data, names = read_table(arguments.file, arguments.delimiter, arguments.columns)
 
+    import pandas
+
     from probkit.cluster import PPP
 
     start = time.perf_counter()
-    model = PPP(
-        arguments.validate,
-        alpha=arguments.alpha,
-        standardize=arguments.standardize,
-        max_clusters=arguments.max_clusters,
-    ).fit(data)
+    with warnings.catch_warnings():
+        # The dropped columns are reported below, by name, rather than as a Python warning.
+        warnings.filterwarnings("ignore", message="PPP dropped column")
+        model = PPP(
+            arguments.validate,
+            alpha=arguments.alpha,
+            scale=arguments.scale,
+            max_clusters=arguments.max_clusters,
+        ).fit(pandas.DataFrame(data, columns=names))
     seconds = time.perf_counter() - start
+    used = [name for j, name in enumerate(names) if j not in model.dropped_reasons_]
+    print(f"columns used ({len(used)}, scale {arguments.scale!r}): {', '.join(used)}")
+    for j, reason in model.dropped_reasons_.items():
+        print(f"column dropped: {names[j]!r}: {reason}")
     print(model.summary())
     sizes = np.bincount(model.labels_, minlength=model.n_clusters_)
     print(
@@ -148,6 +162,8 @@ def run(arguments: argparse.Namespace) -> int:
         summary = {
             "file": str(arguments.file),
             "columns": names,
+            "columns_used": used,
+            "columns_dropped": {names[j]: why for j, why in model.dropped_reasons_.items()},
             "n_rows": int(data.shape[0]),
             "n_clusters": model.n_clusters_,
             "sizes": sizes.tolist(),

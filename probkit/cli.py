@@ -137,8 +137,10 @@ def _progress(index: int, total: int, result) -> None:
         if result.skipped
         else ("pass" if result.passed else "FAIL")
     )
+    reason = f": {result.skipped}" if result.skipped else ""
     print(
-        f"[{index + 1}/{total}] {result.qualified_name}: {verdict} ({result.seconds:.1f} s)",
+        f"[{index + 1}/{total}] {result.qualified_name}: {verdict}{reason} "
+        f"({result.seconds:.1f} s)",
         file=sys.stderr,
         flush=True,
     )

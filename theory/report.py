@@ -50,7 +50,7 @@ def format_result_row(result: CheckResult) -> tuple[str, ...]:
     return (
         result.capability,
         result.name,
-        _number(result.statistic),
+        "" if result.skipped else _number(result.statistic),
         _number(result.reference),
         _criterion(result),
         _verdict(result),
@@ -74,6 +74,9 @@ def format_table(report: Report) -> str:
         f"{len(report.results) - failed - skipped} passed, {failed} failed, {skipped} skipped "
         f"(seed {report.seed}, {report.size} size, family-wise α = {report.alpha:g}, Holm)"
     )
+    for result in report.results:
+        if result.skipped:
+            lines.append(f"skipped {result.qualified_name}: {result.skipped}")
     for result in report.failures:
         if result.error:
             lines.append(f"\n{result.qualified_name} raised:\n{result.error}")

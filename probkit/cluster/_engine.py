@@ -235,7 +235,7 @@ def _add(total, stats):
 def gaussian_factors(covariances: np.ndarray, weights: np.ndarray, dtype):
     """Whitening factors ``W`` (``Σ⁻¹ = WᵀW``) and ``log w − ½ log det 2πΣ`` for the device."""
     d = covariances.shape[-1]
-    chol = np.linalg.cholesky(covariances)
+    chol = _cholesky(covariances)
     eye = np.broadcast_to(np.eye(d), covariances.shape)
     whiten = np.linalg.solve(chol, eye)  # chol⁻¹: lower-triangular
     log_det = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
@@ -525,6 +525,26 @@ def _scatter_rows(values: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray
     full = np.zeros((size, *values.shape[1:]), values.dtype)
     full[rows] = values
     return full
+
+
+def _cholesky(covariances: np.ndarray) -> np.ndarray:
+    """Cholesky factors, with each eigenvalue floored where rounding made a matrix indefinite.
+
+    Scatter matrices are summed in the device's precision (float32 by default); a cluster that
+    is flat in some direction (a column with one value inside it, a column nearly a
+    combination of others) can then come back with an eigenvalue a little below zero, past
+    the ridge of `regularise_covariances`. Only such matrices are repaired, by flooring their
+    eigenvalues at 1e-6 of their mean.
+    """
+    try:
+        return np.linalg.cholesky(covariances)
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(covariances)
+        floor = 1e-6 * np.maximum(np.mean(np.abs(values), axis=-1, keepdims=True), 1e-30)
+        repaired = (vectors * np.maximum(values, floor)[..., None, :]) @ np.swapaxes(
+            vectors, -1, -2
+        )
+        return np.linalg.cholesky(0.5 * (repaired + np.swapaxes(repaired, -1, -2)))
 
 
 def regularise_covariances(covariances: np.ndarray) -> np.ndarray:

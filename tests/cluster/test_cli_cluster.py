@@ -43,6 +43,25 @@ def test_writes_labels_and_prints_the_tree(tmp_path, points, capsys):
     assert summary["tree"][0]["action"] == "split"
 
 
+def test_reports_the_columns_it_used_and_dropped(tmp_path, points, capsys):
+    path = tmp_path / "table.csv"
+    lines = ["x_m,y,x_mm,flag"] + [f"{x:.6f},{y:.6f},{1000 * x:.3f},1" for x, y in points]
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["cluster", str(path), "--json", str(tmp_path / "t.json")]) == 0
+    captured = capsys.readouterr()
+    assert "columns used (2, scale 'standard'): x_m, y" in captured.out
+    assert "column dropped: 'x_mm': duplicates 'x_m' up to units and offset" in captured.out
+    assert "column dropped: 'flag': constant" in captured.out
+    assert "UserWarning" not in captured.err
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert summary["columns_used"] == ["x_m", "y"]
+    assert summary["columns_dropped"] == {
+        "x_mm": "duplicates 'x_m' up to units and offset",
+        "flag": "constant",
+    }
+    assert summary["n_clusters"] == 2
+
+
 def test_headerless_file_and_existing_output(tmp_path, points, capsys):
     path = tmp_path / "raw.csv"
     _write(path, points, header=False)

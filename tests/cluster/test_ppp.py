@@ -111,22 +111,43 @@ def test_labels_do_not_depend_on_row_order_or_refitting(fitted, blobs):
     assert np.array_equal(PPP().fit(X).labels_, fitted.labels_)
 
 
-def test_labels_are_invariant_to_translation_rotation_and_scale(fitted, blobs):
+def test_labels_are_invariant_to_column_units_and_offsets(fitted, blobs):
+    # The default scaling: each column's unit and offset, and the order of magnitude of the
+    # whole table, leave the partition as it is.
     X, _ = blobs
-    angle = 0.7
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    for moved in (X + np.array([1e3, -5e2]), X @ rotation.T, 1e-4 * X, 1e5 * X @ rotation.T):
+    for moved in (X + np.array([1e3, -5e2]), 1e-4 * X, X * [1e3, 1e-2] + [5e4, -3.0]):
         model = PPP().fit(moved)
         assert model.n_clusters_ == fitted.n_clusters_
         assert adjusted_rand_score(fitted.labels_, model.labels_) == 1.0
 
 
-def test_standardize_makes_labels_invariant_to_column_units(fitted, blobs):
+@pytest.mark.parametrize("scale", ["whiten", "none"])
+def test_whitening_and_one_global_scale_are_invariant_to_rotations(blobs, scale):
     X, _ = blobs
-    a = PPP(standardize=True).fit(X)
-    b = PPP(standardize=True).fit(X * [1e3, 1e-2])
-    assert a.n_clusters_ == b.n_clusters_ == 5
-    assert adjusted_rand_score(a.labels_, b.labels_) == 1.0
+    base = PPP(scale=scale).fit(X)
+    assert base.n_clusters_ == 5
+    angle = 0.7
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    for moved in (X @ rotation.T, 1e5 * X @ rotation.T + [3.0, -1e4]):
+        model = PPP(scale=scale).fit(moved)
+        assert adjusted_rand_score(base.labels_, model.labels_) == 1.0
+    if scale == "whiten":  # any invertible mixing of the columns, not only rotations
+        mixed = PPP(scale=scale).fit(X @ np.array([[2.0, 0.5], [-1.0, 30.0]]))
+        assert adjusted_rand_score(base.labels_, mixed.labels_) == 1.0
+
+
+def test_the_fitted_scaling_is_applied_by_predict(blobs):
+    X, _ = blobs
+    units = np.array([1e3, 1e-2])
+    model = PPP().fit(X * units)
+    assert np.array_equal(model.predict(X * units), model.labels_)
+    # Centres come back in the data's units: the mean of each cluster's rows (up to the
+    # float32 sums of the device passes).
+    for k in range(model.n_clusters_):
+        mean = (X * units)[model.labels_ == k].mean(axis=0)
+        assert np.allclose(
+            model.cluster_centers_[k], mean, rtol=0, atol=1e-5 * (X * units).std(axis=0)
+        )
 
 
 def test_a_single_gaussian_is_not_split():
@@ -161,8 +182,10 @@ def _three_in_a_row(seed, spacing, size=150):
 def test_three_clusters_in_a_row_get_a_three_way_split(monkeypatch):
     # 2-means cuts the middle cluster in two; neither child (a cluster and part of its
     # neighbour) is then bimodal enough to split, so without the three-way split PPP finds 2.
+    # Both columns are in one unit and the second is pure noise: scaling each column by its
+    # own spread would stretch the noise to the size of the signal, so the units are kept.
     X = _three_in_a_row(seed=2, spacing=5.5)
-    model = PPP().fit(X)
+    model = PPP(scale="none").fit(X)
     assert model.n_clusters_ == 3
     # The clusters overlap (3.7 SD apart): score against the nearest-true-centre partition.
     nearest = np.argmin(np.abs(X[:, :1] - [[-5.5, 0.0, 5.5]]), axis=1)
@@ -172,14 +195,15 @@ def test_three_clusters_in_a_row_get_a_three_way_split(monkeypatch):
     assert three_way.size == X.shape[0]
 
     monkeypatch.setattr(ppp_module, "_three_way_offsets", lambda *args: None)
-    assert PPP().fit(X).n_clusters_ == 2
+    assert PPP(scale="none").fit(X).n_clusters_ == 2
 
 
 def test_three_way_offsets_need_a_cut_over_a_hill():
     rng = np.random.default_rng(11)
     row = np.concatenate([rng.normal(c, 1.0, 300) for c in (-6.0, 0.0, 6.0)])
-    offsets = ppp_module._three_way_offsets(row, 0.2, min_size=20)
+    offsets, sizes = ppp_module._three_way_offsets(row, 0.2, min_size=20)
     np.testing.assert_allclose(offsets, [-6.0, 0.0, 6.0], atol=0.3)
+    np.testing.assert_allclose(sizes, [300, 300, 300], atol=5)
     assert ppp_module._three_way_offsets(row, -3.0, min_size=20) is None  # cut in a valley
     assert ppp_module._three_way_offsets(row, 0.2, min_size=400) is None  # segments too small
     pair = np.concatenate([rng.normal(c, 1.0, 300) for c in (-4.0, 4.0)])
@@ -218,11 +242,47 @@ def test_merging_joins_the_halves_of_an_over_split_cluster():
 def test_constant_columns_are_dropped_with_a_warning(fitted, blobs):
     X, _ = blobs
     padded = np.column_stack([X[:, 0], np.full(X.shape[0], 7.0), X[:, 1]])
-    with pytest.warns(UserWarning, match=r"dropped constant column\(s\) \[1\]"):
+    with pytest.warns(UserWarning, match=r"dropped column\(s\) of `X`: 1: constant"):
         model = PPP().fit(padded)
     assert np.array_equal(model.labels_, fitted.labels_)
+    assert model.dropped_columns_.tolist() == [1]
     assert np.allclose(model.cluster_centers_[:, 1], 7.0)
     assert model.predict(padded).shape == (X.shape[0],)
+
+
+def test_duplicated_and_dependent_columns_are_dropped_with_a_warning(fitted, blobs):
+    # A column repeated in other units, and a column that is a sum of two others (the way
+    # Statlog carries colour channels next to their mean), would make every covariance
+    # singular; they are dropped, named, and the partition is the one of the kept columns.
+    X, _ = blobs
+    table = np.column_stack([X[:, 0], X[:, 1], 1e3 * X[:, 0] - 7.0, 0.5 * X[:, 0] + 2 * X[:, 1]])
+    with pytest.warns(UserWarning, match="PPP dropped column") as caught:
+        model = PPP().fit(table)
+    message = str(caught[0].message)
+    assert "2: duplicates column 0 up to units and offset" in message
+    assert "3: a linear combination of other columns" in message
+    assert model.dropped_columns_.tolist() == [2, 3]
+    assert np.array_equal(model.labels_, fitted.labels_)
+    # Every column of the centres and the mixture, dropped ones included, in the data's units.
+    assert np.allclose(model.cluster_centers_[:, 2], 1e3 * model.cluster_centers_[:, 0] - 7.0)
+    assert np.allclose(model.means_[:, 3], 0.5 * model.means_[:, 0] + 2 * model.means_[:, 1])
+    assert model.covariances_.shape == (5, 4, 4)
+    assert np.allclose(model.covariances_[:, 2, 2], 1e6 * model.covariances_[:, 0, 0])
+    # New rows that break the relation are flagged.
+    broken = table.copy()
+    broken[:, 2] += 100.0
+    with pytest.warns(UserWarning, match=r"column\(s\) \[2, 3\] were dropped"):
+        model.predict(broken)
+
+
+def test_dropped_columns_are_named_from_a_table():
+    pandas = pytest.importorskip("pandas")
+    X, _ = _blobs()
+    frame = pandas.DataFrame({"length_m": X[:, 0], "width": X[:, 1], "length_mm": 1e3 * X[:, 0]})
+    with pytest.warns(UserWarning, match="'length_mm': duplicates 'length_m'"):
+        model = PPP().fit(frame)
+    assert model.feature_names_in_.tolist() == ["length_m", "width", "length_mm"]
+    assert model.n_clusters_ == 5
 
 
 def test_sklearn_parameter_protocol():
@@ -259,6 +319,7 @@ def test_bad_input_is_refused(X, match):
     ("params", "match"),
     [
         ({"validate": "gmm"}, "`validate`"),
+        ({"scale": "zscore"}, "`scale`"),
         ({"alpha": 0.0}, "`alpha`"),
         ({"alpha": 1.5}, "`alpha`"),
         ({"min_dip": -1.0}, "`min_dip`"),
