@@ -36,6 +36,7 @@ __all__ = [
     "markdown_table",
     "optional_import",
     "time_calls",
+    "uci_folder",
     "write_results",
 ]
 
@@ -56,6 +57,25 @@ def load_benchmark(name: str) -> Any:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def uci_folder() -> Path | None:
+    """The folder of the UCI clustering tables, or None when this machine has none.
+
+    ``PROBKIT_UCI`` first, then ``../shared/data/clustering/uci`` next to the checkout: the
+    same rule as :func:`probkit.theory.checks.cluster.sipu_folder` for the SIPU sets. It lives
+    here rather than in the library because only ``cluster_uci.py`` and its smoke test read
+    these tables.
+    """
+    candidates = []
+    if os.environ.get("PROBKIT_UCI"):
+        candidates.append(Path(os.environ["PROBKIT_UCI"]))
+    root = Path(__file__).resolve().parents[1]  # the source checkout
+    candidates.append(root.parent / "shared" / "data" / "clustering" / "uci")
+    for folder in candidates:
+        if (folder / "wine.data.gz").is_file():
+            return folder
+    return None
 
 
 def optional_import(name: str) -> tuple[Any, str | None]:

@@ -57,7 +57,9 @@ SETS = SIPU_GOAL_SETS + SIPU_OTHER_SETS
 
 
 def _zscore(X):
-    return (X - X.mean(axis=0)) / X.std(axis=0)
+    # Constant columns stay at 0 instead of becoming 0/0 (the UCI tables have some; SIPU none).
+    scale = X.std(axis=0)
+    return (X - X.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
 
 
 def _labels_from_centres(X, centres):
@@ -107,9 +109,11 @@ def _pyclustering_xmeans():
     from pyclustering.cluster.center_initializer import kmeans_plusplus_initializer
     from pyclustering.cluster.xmeans import xmeans
 
-    def run(X, k_true, seed):
+    def run(X, k_true, seed, kmax=None):
+        # kmax defaults to this benchmark's 3K; cluster_uci.py passes its own max(10, 2K).
+        kmax = 3 * k_true if kmax is None else kmax
         initial = kmeans_plusplus_initializer(X, 2, random_state=seed).initialize()
-        model = xmeans(X, initial, kmax=3 * k_true, ccore=True, random_state=seed)
+        model = xmeans(X, initial, kmax=kmax, ccore=True, random_state=seed)
         model.process()
         labels = np.full(X.shape[0], -1)
         for index, members in enumerate(model.get_clusters()):
