@@ -3,9 +3,11 @@
 :class:`VonMisesMixtureModel` wraps :func:`~probkit.circular.fit.fit_vonmises_mixture` with the
 conventions of :class:`sklearn.mixture.GaussianMixture`: hyper-parameters in ``__init__``, all
 work in ``fit``, fitted attributes ending in ``_``, ``predict``/``predict_proba``/
-``score_samples``/``score``/``sample``/``bic``/``aic``. scikit-learn is not imported: the class
-implements ``get_params``/``set_params`` itself, which is all :func:`sklearn.base.clone` and
-grid searches need.
+``score_samples``/``score``/``sample``/``bic``/``aic``. It is a scikit-learn estimator
+(:class:`~sklearn.base.BaseEstimator` and :class:`~sklearn.base.DensityMixin`): it clones, sits
+in pipelines and grid searches, and passes
+:func:`~sklearn.utils.estimator_checks.check_estimator` but for the checks listed, with their
+reasons, in ``tests/circular/test_estimator_sklearn.py``.
 """
 
 from __future__ import annotations
@@ -13,16 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
 
-from probkit._errors import ProbkitError
-from probkit._estimator import ParamsMixin
+from probkit._sklearn import EstimatorMixin, check_fitted, validate_features
 from probkit._validate import check_positive_int
 from probkit.circular.fit import VonMisesMixtureFit, VonMisesPrior, fit_vonmises_mixture
 
 __all__ = ["VonMisesMixtureModel"]
 
 
-class VonMisesMixtureModel(ParamsMixin):
+class VonMisesMixtureModel(DensityMixin, EstimatorMixin, BaseEstimator):
     """Mixture of products of von Mises distributions, fitted by EM (scikit-learn conventions).
 
     Parameters
@@ -61,6 +63,8 @@ class VonMisesMixtureModel(ParamsMixin):
         The number of components fitted (the chosen one for ``"auto"``).
     n_features_in_ : int
         ``D``, the number of angles per row.
+    feature_names_in_ : numpy.ndarray of str
+        The column names, when ``X`` was a data frame with string column names.
     converged_ : bool
         Whether EM met ``tol`` before ``max_iter``.
     n_iter_ : int
@@ -115,8 +119,6 @@ class VonMisesMixtureModel(ParamsMixin):
         self.candidates = candidates
         self.heldout_fraction = heldout_fraction
 
-    # -- scikit-learn's parameter protocol --------------------------------------------------
-
     # -- fitting -----------------------------------------------------------------------------
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> VonMisesMixtureModel:
@@ -124,8 +126,8 @@ class VonMisesMixtureModel(ParamsMixin):
 
         Parameters
         ----------
-        X : array_like
-            Radians, shape ``(n,)``, ``(n, 1)`` or ``(n, D)``.
+        X : array_like or data frame
+            Radians, shape ``(n,)``, ``(n, 1)`` or ``(n, D)``; finite.
         y : None
             Ignored (scikit-learn API).
         sample_weight : array_like, optional
@@ -136,7 +138,7 @@ class VonMisesMixtureModel(ParamsMixin):
         VonMisesMixtureModel
             ``self``, fitted.
         """
-        X = self._as_2d(X, fitted=False)
+        X = validate_features(self, X, reset=True, one_d_is_column=True)
         fit = fit_vonmises_mixture(
             X,
             self.n_components,
@@ -156,7 +158,6 @@ class VonMisesMixtureModel(ParamsMixin):
         self.means_ = np.asarray(fit.loc)
         self.concentrations_ = np.asarray(fit.concentration)
         self.n_components_ = fit.n_components
-        self.n_features_in_ = X.shape[1]
         self.converged_ = bool(fit.converged)
         self.n_iter_ = int(fit.n_iter)
         self.log_likelihood_ = float(fit.log_likelihood)
@@ -172,29 +173,12 @@ class VonMisesMixtureModel(ParamsMixin):
     # -- using the fit -----------------------------------------------------------------------
 
     def _check_fitted(self) -> VonMisesMixtureFit:
-        fit = getattr(self, "fit_", None)
-        if fit is None:
-            raise ProbkitError(
-                "this VonMisesMixtureModel is not fitted yet; call fit(X) before using it."
-            )
-        return fit
+        check_fitted(self, "fit_", "fit(X)")
+        return self.fit_
 
-    def _as_2d(self, X: Any, *, fitted: bool = True) -> np.ndarray:
-        array = np.asarray(X)
-        if array.ndim == 1:
-            array = array[:, None]
-        if array.ndim != 2:
-            raise ProbkitError(f"`X` must have shape (n,), (n, 1) or (n, D); got {array.shape}.")
-        if fitted:
-            self._check_fitted()
-            if array.shape[1] != self.n_features_in_:
-                raise ProbkitError(
-                    f"`X` has {array.shape[1]} angle(s) per row but the model was fitted to "
-                    f"{self.n_features_in_}."
-                )
-            if not np.isfinite(array).all():
-                raise ProbkitError("`X` holds NaN or infinite values; angles must be finite.")
-        return array
+    def _as_2d(self, X: Any) -> np.ndarray:
+        self._check_fitted()
+        return validate_features(self, X, reset=False, one_d_is_column=True)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log density of the mixture at each row of ``X``, shape ``(n,)``."""

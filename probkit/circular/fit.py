@@ -714,7 +714,7 @@ def _check_size(n_rows: int, n_components: int, d: int, what: str = "`angles`") 
     n_parameters = (2 * d + 1) * n_components - 1
     if n_rows < n_components or n_rows < n_parameters:
         raise ProbkitError(
-            f"{what} has {n_rows} row(s) with positive weight, too few for n_components="
+            f"{what} has {n_rows} sample(s) (rows with positive weight), too few for n_components="
             f"{n_components}: a mixture of {n_components} von Mises component(s) over {d} "
             f"angle(s) has {n_parameters} free parameters, and at least max(n_components, "
             f"free parameters) = {max(n_components, n_parameters)} rows are needed."

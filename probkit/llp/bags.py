@@ -94,9 +94,11 @@ def _check_bag_ids(bags: Any, n: int) -> np.ndarray:
             f"bags must give one bag id per row of X: shape ({n},), got {bags.shape}."
         )
     if bags.dtype.kind == "f":
-        if np.any(np.isnan(bags)):
-            rows = np.flatnonzero(np.isnan(bags))[:5].tolist()
-            raise ProbkitError(f"rows {rows} have no bag (NaN id); every row needs a bag.")
+        if not np.all(np.isfinite(bags)):
+            rows = np.flatnonzero(~np.isfinite(bags))[:5].tolist()
+            raise ProbkitError(
+                f"rows {rows} have no bag (NaN or infinite id); every row needs a bag."
+            )
         if np.any(bags != np.round(bags)):
             raise ProbkitError("bags must be integer ids (or strings), got fractional values.")
         bags = bags.astype(np.int64)

@@ -33,6 +33,10 @@ Methods (all train the same network, :mod:`probkit.llp.network`):
 Hyper-parameters are chosen with bag-level information only: a fraction of the bags is held out
 and early stopping (and ``similarity_strength="auto"``, ``n_neighbors="auto"``) follow their bag
 cross-entropy. BP can run on a field sharded over several devices (``devices``).
+
+:class:`LLPClassifier` is a scikit-learn classifier (:class:`~sklearn.base.BaseEstimator` and
+:class:`~sklearn.base.ClassifierMixin`) whose ``fit`` takes bags and counts in place of labels:
+see its Notes.
 """
 
 from __future__ import annotations
@@ -44,9 +48,10 @@ from typing import Any
 import jax
 import numpy as np
 from scipy import special
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from probkit._errors import ProbkitError
-from probkit._estimator import ParamsMixin
+from probkit._sklearn import EstimatorMixin, check_fitted, validate_features
 from probkit._validate import check_choice, check_positive_int
 from probkit.inference.bp import belief_propagation, shard_mrf
 from probkit.llp.bags import Bags, validate_bags
@@ -76,7 +81,7 @@ _PAPER = {
 }
 
 
-class LLPClassifier(ParamsMixin):
+class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
     """Learn an instance classifier from bags and their counts of positives.
 
     Parameters
@@ -171,6 +176,24 @@ class LLPClassifier(ParamsMixin):
         Seconds spent in ``knn``, ``bp`` and ``train`` (summed over rounds).
     n_validation_bags_ : int
         Bags held out (0 when fewer than ``min_validation_bags`` would be).
+    n_features_in_ : int
+        The number of features.
+    feature_names_in_ : numpy.ndarray of str
+        The column names, when ``X`` was a data frame with string column names.
+
+    Notes
+    -----
+    A scikit-learn classifier on the prediction side: ``predict``, ``predict_proba``,
+    ``decision_function``, ``classes_`` and ``score(X, y)`` (accuracy against instance labels,
+    on labelled test data) behave as scikit-learn's, so its scorers, metrics and displays take a
+    fitted model, and :func:`~sklearn.base.clone`, ``get_params`` and ``set_params`` work. Its
+    ``fit`` takes bags and their counts instead of instance labels ``y``, which learning from
+    label proportions does not have; scikit-learn's tools that fit with ``(X, y)`` on subsets
+    of rows (``cross_val_score``, ``GridSearchCV``) cannot hand it bags and counts, so select
+    settings over whole bags with :func:`~probkit.llp.bag_train_test_split` or
+    :class:`~probkit.llp.BagKFold`.
+    ``tests/llp/test_classifier_sklearn.py`` lists the scikit-learn checks that cannot pass, with
+    their reasons.
     """
 
     def __init__(
@@ -226,6 +249,12 @@ class LLPClassifier(ParamsMixin):
         self.devices = devices
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Binary: the counts are of positives, and classes_ is [0, 1].
+        tags.classifier_tags.multi_class = False
+        return tags
+
     # -- settings ---------------------------------------------------------------------------
 
     def _settings(self) -> dict[str, Any]:
@@ -280,7 +309,7 @@ class LLPClassifier(ParamsMixin):
 
         Parameters
         ----------
-        X : array_like, shape (n, d)
+        X : array_like or data frame, shape (n, d)
             Finite features.
         bags : array_like, shape (n,)
             Bag id of each row (ragged bag sizes are fine).
@@ -295,21 +324,25 @@ class LLPClassifier(ParamsMixin):
             ``self``.
         """
         settings = self._settings()
-        X_raw = np.asarray(X, dtype=np.float64)
-        if X_raw.ndim == 2 and np.asarray(bags).shape == (X_raw.shape[0],):
-            bad = ~np.all(np.isfinite(X_raw), axis=1)
-            if bad.any():
-                raise ProbkitError(
-                    f"X holds NaN or inf in rows {np.flatnonzero(bad)[:5].tolist()} (bags "
-                    f"{np.unique(np.asarray(bags)[bad])[:5].tolist()}); impute or drop them first."
-                )
-        X = _check_features(X_raw)
+        X = validate_features(self, X, reset=True, dtype=np.float64, finite=False)
+        bad = ~np.all(np.isfinite(X), axis=1)
+        if bad.any():
+            named = ""
+            if np.shape(bags) == (X.shape[0],):
+                named = f" (bags {np.unique(np.asarray(bags)[bad])[:5].tolist()})"
+            raise ProbkitError(
+                f"X holds NaN or inf in rows {np.flatnonzero(bad)[:5].tolist()}{named}; impute "
+                "or drop them first."
+            )
+        if X.shape[0] < 2:
+            raise ProbkitError(
+                f"X has {X.shape[0]} sample(s) (rows); LLPClassifier needs at least 2."
+            )
         all_bags = validate_bags(bags, X.shape[0], counts=counts, proportions=proportions)
         self.mean_ = X.mean(axis=0)
         scale = X.std(axis=0)
         self.scale_ = np.where(scale > 0, scale, 1.0)
         features = ((X - self.mean_) / self.scale_).astype(np.float32)
-        self.n_features_in_ = X.shape[1]
         self.classes_ = np.array([0, 1])
 
         rng = np.random.default_rng(self.random_state)
@@ -535,20 +568,16 @@ class LLPClassifier(ParamsMixin):
 
     # -- prediction -------------------------------------------------------------------------
 
-    def _check_fitted(self):
-        if not hasattr(self, "params_"):
-            raise ProbkitError("this LLPClassifier is not fitted yet; call fit(X, bags, counts).")
+    def _features(self, X: Any) -> np.ndarray:
+        """``X`` checked against the fit and standardised as in training."""
+        check_fitted(self, "params_", "fit(X, bags, counts)")
+        X = validate_features(self, X, reset=False, dtype=np.float64)
+        return (X - self.mean_) / self.scale_
 
     def decision_function(self, X: Any) -> np.ndarray:
         """The network's logit for each row."""
-        self._check_fitted()
-        X = _check_features(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ProbkitError(
-                f"X has {X.shape[1]} features but the classifier was fitted on "
-                f"{self.n_features_in_}."
-            )
-        return predict_logits(self.params_, (X - self.mean_) / self.scale_)[0]
+        features = self._features(X)
+        return predict_logits(self.params_, features)[0]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n, 2): columns ``P(y = 0)``, ``P(y = 1)``."""
@@ -564,22 +593,8 @@ class LLPClassifier(ParamsMixin):
 
     def embed(self, X: Any) -> np.ndarray:
         """The embedding (last hidden layer) of each row."""
-        self._check_fitted()
-        X = _check_features(X)
-        return predict_logits(self.params_, (X - self.mean_) / self.scale_)[1]
-
-
-def _check_features(X: Any) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ProbkitError(f"X must be 2-D (rows × features), got shape {X.shape}.")
-    if X.shape[0] < 2:
-        raise ProbkitError(f"X needs at least 2 rows, got {X.shape[0]}.")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))[:5].tolist()
-        raise ProbkitError(f"X holds NaN or inf in rows {rows}; impute or drop them first.")
-    return X
+        features = self._features(X)
+        return predict_logits(self.params_, features)[1]
 
 
 def _check_devices(devices: Any) -> list | None:

@@ -80,7 +80,7 @@ def test_parameters_follow_scikit_learn(data):
     copy = clone(model)
     assert copy.get_params() == model.get_params()
     assert "rounds=3" in repr(model)
-    with pytest.raises(ProbkitError, match="no parameter"):
+    with pytest.raises(ProbkitError, match="Invalid parameter 'lam'"):
         model.set_params(lam=1.0)
 
 

@@ -44,6 +44,17 @@ def test_probkit_error_is_a_value_error():
     assert issubclass(ProbkitError, ValueError)
 
 
+def test_not_fitted_error_is_probkit_and_scikit_learn_and_loads_scikit_learn_on_use():
+    out = run_python(
+        "import pickle, sys, probkit, probkit.inference; print('sklearn' in sys.modules);"
+        "from probkit._errors import NotFittedError; from sklearn import exceptions;"
+        "print(issubclass(NotFittedError, probkit.ProbkitError),"
+        " issubclass(NotFittedError, exceptions.NotFittedError));"
+        "print(type(pickle.loads(pickle.dumps(NotFittedError('x')))).__qualname__)"
+    )
+    assert out.splitlines() == ["False", "True True", "NotFittedError"]
+
+
 def test_the_wheel_installs_subpackages_under_probkit_only(tmp_path):
     pytest.importorskip("setuptools", minversion="77")
     subprocess.run(
