@@ -131,8 +131,13 @@ def validate_features(
     except (TypeError, ValueError) as error:
         if isinstance(error, ProbkitError):
             raise
-        # scikit-learn's message names X, the fault and the fix; keep it, as a ProbkitError.
-        raise ProbkitError(str(error)) from error
+        # scikit-learn's message says the fault and usually the fix; keep it, as a ProbkitError
+        # that names the argument (its conversion errors do not: "could not convert string to
+        # float: 'a'").
+        message = str(error)
+        if not message.startswith(("X ", "`X`")):
+            message = f"`X` must be an array of numbers: {message}"
+        raise ProbkitError(message) from error
     if finite:
         bad = ~np.isfinite(array).all(axis=1)
         if bad.any():

@@ -292,6 +292,9 @@ class RowEngine:
             self.masks.append(jax.device_put(mask, self._row_sharding))
         self.labels = [self._rows(np.zeros(rows, np.int32)) for _ in self.blocks]
         self.side = [self._rows(np.zeros(rows, np.int32)) for _ in self.blocks]
+        self.longest_run = 0
+        """The most iterations any one Lloyd, 2-means or EM run has taken (compare with
+        ``max_iter`` to see whether a run stopped at the cap)."""
 
     def _rows(self, values: np.ndarray):
         return jax.device_put(values, self._row_sharding)
@@ -338,6 +341,7 @@ class RowEngine:
             centers[filled] += sums[filled] / counts[filled, None]
             if changed == 0 and iteration > 1:
                 break
+        self.longest_run = max(self.longest_run, iteration)
         return centers, counts, inertia, iteration
 
     def scatter(self, centers: np.ndarray) -> np.ndarray:
@@ -373,6 +377,7 @@ class RowEngine:
             children += np.where(filled[..., None], sums / np.maximum(counts, 1)[..., None], 0.0)
             if changed[active].sum() <= 1e-3 * counts[active].sum():
                 break
+        self.longest_run = max(self.longest_run, iteration)
         # The sides' scatter matrices around their means: O(d²) per row, so one pass at the end.
         args = zip(self.blocks, self.masks, self.labels, self.side, strict=True)
         _, (scatter,) = self._reduce(
@@ -427,6 +432,7 @@ class RowEngine:
             means = np.where(refit[..., None], means, previous_means)
             covs = np.where(refit[..., None, None], regularise_covariances(covs), previous_covs)
             weights = np.where(active[:, None], new_weights, weights)
+        self.longest_run = max(self.longest_run, iteration)
         return MixtureParameters(means, covs, weights), loglik, agree, overlap, iteration
 
     def project(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
@@ -486,6 +492,7 @@ class RowEngine:
             fitted = second / safe[:, None, None] - shift[:, :, None] * shift[:, None, :]
             covs = np.where(refit[:, None, None], regularise_covariances(fitted), covs)
             weights = np.where(active, mass / self.n, 0.0)
+        self.longest_run = max(self.longest_run, iteration)
         return MixtureParameters(means, covs, weights), float(loglik), iteration
 
     def map_assignments(self, params: MixtureParameters, active: np.ndarray):

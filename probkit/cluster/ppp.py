@@ -74,9 +74,10 @@ import warnings
 from typing import Literal
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
 
 from probkit._errors import ProbkitError
-from probkit._estimator import ParamsMixin
+from probkit._sklearn import EstimatorMixin, check_fitted, validate_features
 from probkit._validate import check_choice, check_positive_int
 from probkit.cluster._columns import SCALINGS, fit_column_map
 from probkit.cluster._dip import dip_pvalue, dip_statistic
@@ -147,7 +148,7 @@ class SplitDecision:
     merged: tuple[int, ...] = ()
 
 
-class PPP(ParamsMixin):
+class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
     """Probabilistic Partitive Partitioning: clustering with the number of clusters found.
 
     Parameters
@@ -226,6 +227,9 @@ class PPP(ParamsMixin):
         Levels of the tree (rounds of splitting).
     node_of_cluster_ : numpy.ndarray
         The tree node of each cluster (so that ``tree_`` can be read cluster by cluster).
+    n_iter_ : int
+        The most iterations that any one Lloyd, 2-means or EM run of the fit took; equal to
+        ``max_iter`` when a run stopped at the cap rather than at convergence.
 
     Examples
     --------
@@ -306,6 +310,7 @@ class PPP(ParamsMixin):
         if self.merge:
             counts = self._merge(engine, state, counts, level)
         self._finish(engine, state, counts)
+        self.n_iter_ = engine.longest_run
         return self
 
     def fit_predict(self, X, y=None) -> np.ndarray:
@@ -386,9 +391,14 @@ class PPP(ParamsMixin):
             raise ProbkitError(f"`tol` must be a finite positive number; got {self.tol!r}.")
 
     def _prepare(self, X) -> np.ndarray:
-        names = _column_names(X)
-        data = _as_matrix(X, "X")
-        n, d = data.shape
+        data = validate_features(self, X, reset=True).astype(np.float64, copy=False)
+        names = getattr(self, "feature_names_in_", None)
+        n = data.shape[0]
+        if n < 2:
+            raise ProbkitError(
+                f"`X` has {n} sample (row); PPP needs at least two rows, and d + 2 to fit a "
+                "covariance per cluster."
+            )
         columns = fit_column_map(data, self.scale, names)
         p = columns.kept.size
         if p == 0:
@@ -405,25 +415,16 @@ class PPP(ParamsMixin):
         self._columns = columns
         self.dropped_columns_ = np.array([j for j, _ in columns.dropped], dtype=np.int64)
         self.dropped_reasons_ = dict(columns.dropped)
-        if names is not None:
-            self.feature_names_in_ = np.asarray(names, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
         if columns.dropped:
             label = (lambda j: repr(names[j])) if names is not None else str
             listed = "; ".join(f"{label(j)}: {why}" for j, why in columns.dropped)
             warnings.warn(f"PPP dropped column(s) of `X`: {listed}.", stacklevel=3)
-        self.n_features_in_ = d
         self._n_rows = n
         return columns.to_working(data)
 
     def _transform(self, X) -> np.ndarray:
         self._check_fitted()
-        data = _as_matrix(X, "X", min_rows=1)
-        if data.shape[1] != self.n_features_in_:
-            raise ProbkitError(
-                f"`X` has {data.shape[1]} columns; the model was fitted on {self.n_features_in_}."
-            )
+        data = validate_features(self, X, reset=False).astype(np.float64, copy=False)
         departures = self._columns.departures(data)
         if np.any(departures > 1e-6):
             warnings.warn(
@@ -435,8 +436,7 @@ class PPP(ParamsMixin):
         return self._columns.to_working(data)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "labels_"):
-            raise ProbkitError("this PPP instance is not fitted yet; call `fit(X)` first.")
+        check_fitted(self, "labels_", "fit(X)")
 
     # one level of the tree --------------------------------------------------------------
     def _split_level(
@@ -889,32 +889,3 @@ def _mixture_log_components(data: np.ndarray, mixture: MixtureParameters) -> np.
 
 def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _column_names(X) -> list[str] | None:
-    # scikit-learn's convention: a table whose column names are all strings has feature names.
-    columns = getattr(X, "columns", None)
-    if columns is None:
-        return None
-    names = list(columns)
-    return [str(m) for m in names] if names and all(isinstance(m, str) for m in names) else None
-
-
-def _as_matrix(X, name: str, min_rows: int = 2) -> np.ndarray:
-    try:
-        data = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ProbkitError(f"`{name}` must be a numeric array of shape (n, d); {error}") from None
-    if data.ndim != 2:
-        hint = " (for a single feature use X.reshape(-1, 1))" if data.ndim == 1 else ""
-        raise ProbkitError(f"`{name}` must be 2-D, shape (n, d); got shape {data.shape}{hint}.")
-    if data.shape[0] < min_rows or data.shape[1] < 1:
-        raise ProbkitError(f"`{name}` has shape {data.shape}; it needs rows and columns.")
-    bad = ~np.isfinite(data)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise ProbkitError(
-            f"`{name}` holds NaN or inf in {rows.size} row(s) (first: {rows[:5].tolist()}); "
-            "drop or impute them before clustering."
-        )
-    return data

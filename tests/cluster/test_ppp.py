@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 
 from probkit import ProbkitError
@@ -295,19 +296,23 @@ def test_sklearn_parameter_protocol():
     assert copy.get_params() == model.get_params()
     assert copy.validate == "bic"
     assert model.set_params(alpha=0.1).alpha == 0.1
-    with pytest.raises(ProbkitError, match="no parameter 'beta'"):
+    with pytest.raises(ProbkitError, match="Invalid parameter 'beta' for estimator PPP"):
         model.set_params(beta=1)
 
 
 @pytest.mark.parametrize(
     ("X", "match"),
     [
-        (np.ones(10), r"2-D.*reshape\(-1, 1\)"),
-        (np.array([[1.0, np.nan], [2.0, 3.0], [0.0, 1.0], [1.0, 1.0]]), "NaN or inf in 1 row"),
+        (np.ones(10), r"shape \(n, d\); got shape \(10,\).*X.reshape\(-1, 1\)"),
+        (
+            np.array([[1.0, np.nan], [2.0, 3.0], [0.0, 1.0], [1.0, 1.0]]),
+            r"NaN or inf in rows \[0\]",
+        ),
         (np.array([[1.0, np.inf]] * 5), "NaN or inf"),
         (np.random.default_rng(0).normal(size=(4, 3)), "at least d \\+ 2 = 5 rows"),
         (np.ones((10, 2)), "every column is constant"),
-        ([["a", "b"]], "numeric array"),
+        ([["a", "b"]], "`X` must be an array of numbers: could not convert string"),
+        (np.zeros((1, 3)), "1 sample"),
     ],
 )
 def test_bad_input_is_refused(X, match):
@@ -337,8 +342,10 @@ def test_bad_parameters_are_refused(params, match, blobs):
 def test_predicting_needs_a_fit_and_the_same_columns(fitted):
     with pytest.raises(ProbkitError, match="not fitted"):
         PPP().predict(np.zeros((2, 2)))
-    with pytest.raises(ProbkitError, match="3 columns"):
+    with pytest.raises(ProbkitError, match="X has 3 features, but PPP is expecting 2"):
         fitted.predict(np.zeros((2, 3)))
+    with pytest.raises(NotFittedError):  # scikit-learn's own class, too
+        PPP().predict_proba(np.zeros((2, 2)))
 
 
 def _four_blobs():
