@@ -9,7 +9,10 @@ deviation ("standardised"; constant columns left at 0). Every method sees the sa
 
 Methods, on the same data in the same process:
 
-* probkit ``PPP`` with its defaults (``PPP().fit(X)``). PPP draws no random numbers, so its
+* probkit ``PPP`` with its defaults (``PPP().fit(X)``: the dip rule, valid for clusters of any
+  unimodal shape) and with ``PPP("gaussian")`` (the 2-means index against Gaussian clusters of
+  the same covariance, SigClust's test: more power on small tables, at the price of splitting
+  flat-topped clusters). PPP draws no random numbers, so its
   repeat runs are row permutations; the labels are put back in the original row order before
   they are compared.
 * ``GMM + BIC (baseline)``: scikit-learn ``GaussianMixture`` (full covariance, default
@@ -165,6 +168,9 @@ def methods(xmeans_run) -> dict[str, Method]:
 
     table = {
         "PPP": Method(lambda X, k, s, t: PPP().fit(X).labels_, "permutations", "auto-k"),
+        "PPP (gaussian)": Method(
+            lambda X, k, s, t: PPP("gaussian").fit(X).labels_, "permutations", "auto-k"
+        ),
         "GMM + BIC (baseline)": Method(gmm_bic, "seeds", "auto-k"),
         "BayesianGMM (DP)": Method(
             lambda X, k, s, t: BayesianGaussianMixture(

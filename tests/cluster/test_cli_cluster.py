@@ -62,6 +62,21 @@ def test_reports_the_columns_it_used_and_dropped(tmp_path, points, capsys):
     assert summary["n_clusters"] == 2
 
 
+def test_a_single_cluster_that_is_not_gaussian_is_reported(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0.0, 1.5, (3, 10))
+    X = np.concatenate([rng.normal(c, 1.0, (60, 10)) for c in centres])
+    path = tmp_path / "small.csv"
+    path.write_text("\n".join(",".join(f"{v:.6f}" for v in row) for row in X) + "\n")
+    assert main(["cluster", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "1 clusters" in captured.out
+    assert "read 180 rows × 10 columns" in captured.err
+    assert "warning: PPP found one cluster" in captured.err
+    assert main(["cluster", str(path), "--validate", "gaussian", "--overwrite"]) == 0
+    assert "3 clusters" in capsys.readouterr().out
+
+
 def test_headerless_file_and_existing_output(tmp_path, points, capsys):
     path = tmp_path / "raw.csv"
     _write(path, points, header=False)

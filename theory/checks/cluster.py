@@ -239,6 +239,39 @@ def single_cluster_false_split_rate(context: CheckContext) -> Outcome:
 
 
 @register(capability="cluster", kind="statistical")
+def gaussian_rule_false_split_rate(context: CheckContext) -> Outcome:
+    """``PPP("gaussian")`` splits a single Gaussian cluster with probability at most α = 0.02.
+
+    The rule's null is the Gaussian cluster (it splits flat-topped clusters by design, see
+    :mod:`probkit.cluster._gaussian_reference`): Gaussian clusters with column spreads from 1
+    to 3 in d = 2, 16 and 64 dimensions from 100 to 1e4 rows (quick: d = 2 and 16, n = 100
+    and 1000); a one-sided binomial test of the number split.
+    """
+    rng = np.random.default_rng(context.seed)
+    alpha = PPP("gaussian").alpha
+    dimensions = context.pick((2, 16), (2, 16, 64))
+    replicates = context.pick({100: 6, 1000: 3}, {100: 40, 1000: 20, 10_000: 6})
+    splits, trials, rows = 0, 0, {}
+    for d in dimensions:
+        for n, count in replicates.items():
+            found = [
+                PPP("gaussian").fit(single_cluster(rng, "gaussian", n, d)).n_clusters_
+                for _ in range(count)
+            ]
+            split = sum(k > 1 for k in found)
+            rows[f"d={d}, n={n}"] = f"{split}/{count}"
+            splits, trials = splits + split, trials + count
+    p_value = stats.binom.sf(splits - 1, trials, alpha)
+    return Outcome.from_p_value(
+        splits / trials,
+        p_value,
+        reference=f"≤ α = {alpha}",
+        description="fraction of Gaussian clusters split by the gaussian rule",
+        details={"splits": rows, "trials": trials},
+    )
+
+
+@register(capability="cluster", kind="statistical")
 def split_power_rises_with_n(context: CheckContext) -> Outcome:
     """Two equal Gaussians 3σ apart: power at most 0.5 at n = 200, at least 0.9 at n = 3200.
 
