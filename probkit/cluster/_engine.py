@@ -191,6 +191,29 @@ def _em_block(x, mask, labels, side, means, whiten, log_norm, *, chunk_values):
     return None, _sum_over_chunks(chunk_statistics, 4 * d * d, chunk_values, x, mask, labels, side)
 
 
+@functools.partial(jax.jit, static_argnames="chunk_values")
+def _estep_block(x, mask, labels, side, means, whiten, log_norm, *, chunk_values):
+    # One E-step's summaries only (log-likelihood, overlap, agreement): what the split rules
+    # other than "bic" read from the two-component mixture. Without the responsibility-weighted
+    # first and second moments, which only an M-step needs, the pass costs a third as much.
+    k = means.shape[0]
+
+    def chunk_statistics(x, mask, labels, side):
+        weight = mask.astype(x.dtype)
+        log_p, _ = _log_components(x, means[labels], whiten[labels], log_norm[labels])
+        log_total = jax.nn.logsumexp(log_p, axis=1)
+        resp = jnp.exp(log_p - log_total[:, None]) * weight[:, None]
+        agree = (jnp.argmax(log_p, axis=1) == side) & mask
+        return (
+            _segment_sum(log_total * weight, labels, k),
+            _segment_sum(jnp.min(resp, axis=1), labels, k),
+            _segment_sum(agree.astype(jnp.int32), 2 * labels + side, 2 * k).reshape(k, 2),
+        )
+
+    d = x.shape[1]
+    return None, _sum_over_chunks(chunk_statistics, 2 * d * d, chunk_values, x, mask, labels, side)
+
+
 @jax.jit
 def _project_block(x, labels, origins, directions):
     return jnp.einsum("bmd,bd->bm", directions[labels], x - origins[labels]), ()
@@ -404,6 +427,18 @@ class RowEngine:
         and the number of iterations.
         """
         means, covs, weights = (np.array(p, dtype=np.float64) for p in params)
+        if max_iter == 1:  # the starting mixture's summaries only: no M-step to feed
+            whiten, log_norm = gaussian_factors(covs, weights, self.dtype)
+            args = zip(self.blocks, self.masks, self.labels, self.side, strict=True)
+            _, (loglik, overlap, agree) = self._reduce(
+                lambda x, m, lab, s, *p: _estep_block(x, m, lab, s, *p, chunk_values=self._chunk),
+                args,
+                self._device(means),
+                whiten,
+                log_norm,
+            )
+            self.longest_run = max(self.longest_run, 1)
+            return MixtureParameters(means, covs, weights), loglik, agree, overlap, 1
         previous = None
         for iteration in range(1, max_iter + 1):
             whiten, log_norm = gaussian_factors(covs, weights, self.dtype)
