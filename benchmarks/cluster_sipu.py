@@ -2,8 +2,8 @@
 
 Methods, on the same data in the same process:
 
-* probkit ``PPP`` with each split rule (``"dip"``, the default; the paper's ``"agreement"``;
-  ``"bic"``). PPP draws no random numbers, so its "seeds" are row permutations: the labels are
+* probkit ``PPP`` with each split rule (``"dip"``, the default; ``"gaussian"``, the dip or
+  the 2-means index against Gaussian clusters; the paper's ``"agreement"``; ``"bic"``). PPP draws no random numbers, so its "seeds" are row permutations: the labels are
   compared with the first run's to count distinct partitions.
 * scikit-learn ``KMeans`` and ``BisectingKMeans``, both **told the true k** (``n_init=1`` per
   seed, k-means++ / random initialisation as scikit-learn's defaults);
@@ -127,6 +127,7 @@ def methods(sklearn, xmeans_run):
     """name -> (function(X, k_true, seed) -> labels, number of seeds, deterministic)."""
     table = {
         "PPP (dip)": (lambda X, k, s: PPP().fit(X).labels_, None),
+        "PPP (gaussian)": (lambda X, k, s: PPP("gaussian").fit(X).labels_, None),
         "PPP (agreement)": (lambda X, k, s: PPP("agreement").fit(X).labels_, None),
         "PPP (bic)": (lambda X, k, s: PPP("bic").fit(X).labels_, None),
     }
