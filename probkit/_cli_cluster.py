@@ -146,6 +146,7 @@ def run(arguments: argparse.Namespace) -> int:
             alpha=arguments.alpha,
             scale=arguments.scale,
             max_clusters=arguments.max_clusters,
+            verbose=1,
         ).fit(pandas.DataFrame(data, columns=names))
     seconds = time.perf_counter() - start
     used = [name for j, name in enumerate(names) if j not in model.dropped_reasons_]

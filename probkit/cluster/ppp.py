@@ -79,6 +79,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import sys
+import time
 import warnings
 from typing import Literal
 
@@ -220,6 +222,10 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         Largest number of iterations of each Lloyd, 2-means or EM run.
     tol : float
         EM stops when the log-likelihood per row changes by less than ``tol`` (nats).
+    verbose : int
+        When positive, print one line per stage of the fit to standard error (the tree's
+        levels with their clusters, tests and splits, the merges and the final mixture, each
+        with the seconds since the fit began): progress on large data.
     devices : sequence of jax.Device, optional
         Devices to shard the rows over (default: the first local device). They may span hosts
         joined by ``jax.distributed``: every process then calls ``fit`` with the same ``X``, the
@@ -285,6 +291,7 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         max_iter: int = 300,
         tol: float = 1e-4,
         devices=None,
+        verbose: int = 0,
     ):
         self.validate = validate
         self.alpha = alpha
@@ -300,6 +307,7 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.devices = devices
+        self.verbose = verbose
 
     def __sklearn_clone__(self) -> PPP:
         # clone() deep-copies parameters, and JAX devices cannot be copied: share them instead.
@@ -312,8 +320,10 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         ``y`` is ignored (present for scikit-learn's API). Returns ``self``.
         """
         self._check_parameters()
+        started = time.perf_counter()
         data = self._prepare(X)
         d = data.shape[1]
+        progress = _Progress(self.verbose, started)
         min_size = self.min_cluster_size or max(20, 2 * (d + 1))
         capacity = check_positive_int("max_clusters", self.max_clusters)
         engine = RowEngine(data, capacity, self.devices)
@@ -326,8 +336,14 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
             open_slots = state.open_slots(counts, 2 * min_size, self.reopen_tol)
             if not open_slots.any():
                 break
+            before = len(state.records)
             accepted = self._split_level(
                 engine, state, counts, open_slots, level, min_size, root_axes
+            )
+            decided = state.records[before:]
+            progress.say(
+                f"level {level}: {int(state.active.sum())} clusters after testing "
+                f"{len(decided)}, {sum(r.action == 'split' for r in decided)} split"
             )
             if not accepted:
                 break
@@ -335,7 +351,9 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         self.n_levels_ = level - 1
         if self.merge:
             counts = self._merge(engine, state, counts, level)
+            progress.say(f"merging: {int(state.active.sum())} clusters")
         self._finish(engine, state, counts)
+        progress.say(f"mixture and labels: {self.n_clusters_} clusters")
         self.n_iter_ = engine.longest_run
         if self.n_clusters_ == 1 and self.validate != "gaussian":
             self._warn_if_not_one_gaussian(data)
@@ -439,6 +457,8 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         if self.min_cluster_size is not None:
             check_positive_int("min_cluster_size", self.min_cluster_size)
         check_positive_int("max_iter", self.max_iter)
+        if not (isinstance(self.verbose, numbers.Integral) and self.verbose >= 0):
+            raise ProbkitError(f"`verbose` must be an integer >= 0; got {self.verbose!r}.")
         if not (_is_real(self.tol) and 0 < self.tol < math.inf):
             raise ProbkitError(f"`tol` must be a finite positive number; got {self.tol!r}.")
 
@@ -732,6 +752,18 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
 
     def _embed_covariances(self, covariances: np.ndarray) -> np.ndarray:
         return self._columns.covariances_to_data(covariances)
+
+
+class _Progress:
+    """Stage lines on standard error when ``verbose`` is set."""
+
+    def __init__(self, verbose: int, started: float):
+        self.verbose, self.started = verbose, started
+
+    def say(self, message: str) -> None:
+        if self.verbose:
+            seconds = time.perf_counter() - self.started
+            print(f"PPP {seconds:7.1f} s  {message}", file=sys.stderr, flush=True)
 
 
 class _TreeState:

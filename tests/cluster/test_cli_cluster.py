@@ -72,6 +72,8 @@ def test_a_single_cluster_that_is_not_gaussian_is_reported(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "1 clusters" in captured.out
     assert "read 180 rows × 10 columns" in captured.err
+    assert "PPP " in captured.err
+    assert "level 1: 1 clusters after testing 1, 0 split" in captured.err
     assert "warning: PPP found one cluster" in captured.err
     assert main(["cluster", str(path), "--validate", "gaussian", "--overwrite"]) == 0
     assert "3 clusters" in capsys.readouterr().out

@@ -87,6 +87,17 @@ def test_fitted_attributes_are_consistent(fitted, blobs):
     assert np.allclose(shift, -2 * np.log(1e3), atol=1e-3)
 
 
+def test_verbose_prints_the_stages(blobs, capsys):
+    PPP(verbose=1).fit(blobs[0])
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("PPP")
+    assert "level 1: 2 clusters after testing 1, 1 split" in lines[0]
+    assert "merging" in lines[-2]
+    assert lines[-1].endswith("mixture and labels: 5 clusters")
+    PPP().fit(blobs[0])
+    assert capsys.readouterr().err == ""
+
+
 def test_tree_is_auditable(fitted):
     tree = fitted.tree_
     assert all(isinstance(record, SplitDecision) for record in tree)
@@ -367,6 +378,7 @@ def test_bad_input_is_refused(X, match):
         ({"max_clusters": 0}, "`max_clusters`"),
         ({"min_cluster_size": 0}, "`min_cluster_size`"),
         ({"tol": 0}, "`tol`"),
+        ({"verbose": -1}, "`verbose`"),
     ],
 )
 def test_bad_parameters_are_refused(params, match, blobs):
