@@ -167,24 +167,45 @@ def _log_components(x, means, whiten, log_norm):
     return log_norm - 0.5 * jnp.sum(z * z, axis=-1), delta
 
 
+def _two_component_e_step(x, mask, labels, side, means, whiten, log_norm):
+    # Each row under its own cluster's two components: weights, log-densities, deviations,
+    # log-likelihood, responsibilities, and whether the MAP component is the row's 2-means side.
+    weight = mask.astype(x.dtype)
+    log_p, delta = _log_components(x, means[labels], whiten[labels], log_norm[labels])
+    log_total = jax.nn.logsumexp(log_p, axis=1)
+    resp = jnp.exp(log_p - log_total[:, None]) * weight[:, None]
+    agree = (jnp.argmax(log_p, axis=1) == side) & mask
+    return weight, delta, log_total, resp, agree
+
+
+def _e_step_summaries(k, labels, side, weight, log_total, resp, agree):
+    # Per cluster: log-likelihood, summed smaller responsibility (overlap), agreement counts.
+    return (
+        _segment_sum(log_total * weight, labels, k),
+        _segment_sum(jnp.min(resp, axis=1), labels, k),
+        _segment_sum(agree.astype(jnp.int32), 2 * labels + side, 2 * k).reshape(k, 2),
+    )
+
+
 @functools.partial(jax.jit, static_argnames="chunk_values")
 def _em_block(x, mask, labels, side, means, whiten, log_norm, *, chunk_values):
     k = means.shape[0]
 
     def chunk_statistics(x, mask, labels, side):
-        weight = mask.astype(x.dtype)
-        log_p, delta = _log_components(x, means[labels], whiten[labels], log_norm[labels])
-        log_total = jax.nn.logsumexp(log_p, axis=1)
-        resp = jnp.exp(log_p - log_total[:, None]) * weight[:, None]
-        agree = (jnp.argmax(log_p, axis=1) == side) & mask
+        weight, delta, log_total, resp, agree = _two_component_e_step(
+            x, mask, labels, side, means, whiten, log_norm
+        )
         outer = resp[:, :, None, None] * delta[..., :, None] * delta[..., None, :]
+        loglik, overlap, agreement = _e_step_summaries(
+            k, labels, side, weight, log_total, resp, agree
+        )
         return (
             _segment_sum(resp, labels, k),
             _segment_sum(resp[:, :, None] * delta, labels, k),
             _segment_sum(outer, labels, k),
-            _segment_sum(log_total * weight, labels, k),
-            _segment_sum(jnp.min(resp, axis=1), labels, k),
-            _segment_sum(agree.astype(jnp.int32), 2 * labels + side, 2 * k).reshape(k, 2),
+            loglik,
+            overlap,
+            agreement,
         )
 
     d = x.shape[1]
@@ -199,16 +220,10 @@ def _estep_block(x, mask, labels, side, means, whiten, log_norm, *, chunk_values
     k = means.shape[0]
 
     def chunk_statistics(x, mask, labels, side):
-        weight = mask.astype(x.dtype)
-        log_p, _ = _log_components(x, means[labels], whiten[labels], log_norm[labels])
-        log_total = jax.nn.logsumexp(log_p, axis=1)
-        resp = jnp.exp(log_p - log_total[:, None]) * weight[:, None]
-        agree = (jnp.argmax(log_p, axis=1) == side) & mask
-        return (
-            _segment_sum(log_total * weight, labels, k),
-            _segment_sum(jnp.min(resp, axis=1), labels, k),
-            _segment_sum(agree.astype(jnp.int32), 2 * labels + side, 2 * k).reshape(k, 2),
+        weight, _, log_total, resp, agree = _two_component_e_step(
+            x, mask, labels, side, means, whiten, log_norm
         )
+        return _e_step_summaries(k, labels, side, weight, log_total, resp, agree)
 
     d = x.shape[1]
     return None, _sum_over_chunks(chunk_statistics, 2 * d * d, chunk_values, x, mask, labels, side)

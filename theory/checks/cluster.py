@@ -15,6 +15,7 @@ import pathlib
 import jax
 import numpy as np
 from scipy import stats
+from sklearn.base import clone
 
 from probkit.cluster import (
     PPP,
@@ -215,25 +216,36 @@ def single_cluster_false_split_rate(context: CheckContext) -> Outcome:
     number of data sets split among all of them.
     """
     rng = np.random.default_rng(context.seed)
-    alpha = PPP().alpha
     dimensions = context.pick((2, 16), (2, 16, 64))
     replicates = context.pick({300: 3, 3000: 3}, {100: 30, 1000: 16, 10_000: 6, 100_000: 2})
+    cells = [
+        (f"{shape}, d={d}, n={n}", shape, n, d, count)
+        for shape in SINGLE_CLUSTER_SHAPES
+        for d in dimensions
+        for n, count in replicates.items()
+    ]
+    return _false_split_outcome(rng, PPP(), cells, "fraction of single-cluster data sets split")
+
+
+def _false_split_outcome(rng, model, cells, description) -> Outcome:
+    """Fit ``model`` to ``count`` single clusters per cell; binomial test of the splits.
+
+    ``cells`` holds ``(name, shape, n, d, count)``; the one-sided test is of a split rate at
+    most the model's ``alpha``.
+    """
     splits, trials, rows = 0, 0, {}
-    for shape in SINGLE_CLUSTER_SHAPES:
-        for d in dimensions:
-            for n, count in replicates.items():
-                found = [
-                    PPP().fit(single_cluster(rng, shape, n, d)).n_clusters_ for _ in range(count)
-                ]
-                split = sum(k > 1 for k in found)
-                rows[f"{shape}, d={d}, n={n}"] = f"{split}/{count}"
-                splits, trials = splits + split, trials + count
-    p_value = stats.binom.sf(splits - 1, trials, alpha)  # P(X >= splits | rate = α)
+    for name, shape, n, d, count in cells:
+        split = sum(
+            clone(model).fit(single_cluster(rng, shape, n, d)).n_clusters_ > 1 for _ in range(count)
+        )
+        rows[name] = f"{split}/{count}"
+        splits, trials = splits + split, trials + count
+    p_value = stats.binom.sf(splits - 1, trials, model.alpha)  # P(X >= splits | rate = α)
     return Outcome.from_p_value(
         splits / trials,
         p_value,
-        reference=f"≤ α = {alpha}",
-        description="fraction of single-cluster data sets split",
+        reference=f"≤ α = {model.alpha}",
+        description=description,
         details={"splits": rows, "trials": trials},
     )
 
@@ -248,26 +260,15 @@ def gaussian_rule_false_split_rate(context: CheckContext) -> Outcome:
     and 1000); a one-sided binomial test of the number split.
     """
     rng = np.random.default_rng(context.seed)
-    alpha = PPP("gaussian").alpha
     dimensions = context.pick((2, 16), (2, 16, 64))
     replicates = context.pick({100: 6, 1000: 3}, {100: 40, 1000: 20, 10_000: 6})
-    splits, trials, rows = 0, 0, {}
-    for d in dimensions:
-        for n, count in replicates.items():
-            found = [
-                PPP("gaussian").fit(single_cluster(rng, "gaussian", n, d)).n_clusters_
-                for _ in range(count)
-            ]
-            split = sum(k > 1 for k in found)
-            rows[f"d={d}, n={n}"] = f"{split}/{count}"
-            splits, trials = splits + split, trials + count
-    p_value = stats.binom.sf(splits - 1, trials, alpha)
-    return Outcome.from_p_value(
-        splits / trials,
-        p_value,
-        reference=f"≤ α = {alpha}",
-        description="fraction of Gaussian clusters split by the gaussian rule",
-        details={"splits": rows, "trials": trials},
+    cells = [
+        (f"d={d}, n={n}", "gaussian", n, d, count)
+        for d in dimensions
+        for n, count in replicates.items()
+    ]
+    return _false_split_outcome(
+        rng, PPP("gaussian"), cells, "fraction of Gaussian clusters split by the gaussian rule"
     )
 
 
