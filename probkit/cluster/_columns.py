@@ -130,7 +130,8 @@ def fit_column_map(data: np.ndarray, scaling: Scaling, names=None) -> ColumnMap:
     # A column is constant when its spread is at rounding level for its magnitude.
     constant = spread <= 1e-12 * np.maximum(np.abs(data).max(axis=0), 1e-300)
     unit = np.where(constant, 1.0, spread)
-    correlation = (centred / unit).T @ (centred / unit) / n  # d × d: one pass over the data
+    covariance = centred.T @ centred / n  # d × d: one pass over the data
+    correlation = covariance / np.outer(unit, unit)
 
     kept: list[int] = []
     dropped: list[tuple[int, str]] = []
@@ -198,8 +199,7 @@ def fit_column_map(data: np.ndarray, scaling: Scaling, names=None) -> ColumnMap:
         matrix = np.diag(1.0 / scale)
     elif scaling == "whiten":
         center = mean[kept_index]
-        covariance = centred[:, kept_index].T @ centred[:, kept_index] / n
-        eigenvalues, vectors = np.linalg.eigh(covariance)
+        eigenvalues, vectors = np.linalg.eigh(covariance[np.ix_(kept_index, kept_index)])
         # The symmetric inverse square root: the whitened data of X and of X·A (A invertible)
         # differ by an orthogonal map, which PPP's splits and tests do not see.
         matrix = (vectors / np.sqrt(eigenvalues)) @ vectors.T
