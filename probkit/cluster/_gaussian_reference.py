@@ -54,28 +54,32 @@ def two_means_index(rows: np.ndarray) -> np.ndarray:
         two sides after 2-means from the cut through the mean orthogonal to the sample's own
         principal axis.
     """
-    scatter = np.einsum("rmi,rmj->rij", rows, rows)
-    axis = np.linalg.eigh(scatter)[1][..., -1]  # (r, d): each sample's principal axis
-    side = np.einsum("rmd,rd->rm", rows, axis) > 0
+    # Batched matrix products throughout (BLAS), never an (r, m, d) temporary per iteration.
+    m = rows.shape[1]
+    scatter = np.matmul(np.swapaxes(rows, 1, 2), rows)
+    axis = np.linalg.eigh(scatter)[1][..., -1:]  # (r, d, 1): each sample's principal axis
+    side = np.matmul(rows, axis)[..., 0] > 0
+    total_sum = rows.sum(axis=1)  # (r, d)
     for _ in range(_ITERATIONS):
-        weight = side[..., None]
-        count1 = np.maximum(side.sum(axis=1), 1)[:, None]
-        count0 = np.maximum((~side).sum(axis=1), 1)[:, None]
-        mean1 = np.sum(rows * weight, axis=1) / count1
-        mean0 = np.sum(rows * ~weight, axis=1) / count0
+        count1 = side.sum(axis=1)
+        sum1 = np.matmul(side[:, None, :].astype(rows.dtype), rows)[:, 0]
+        mean1 = sum1 / np.maximum(count1, 1)[:, None]
+        mean0 = (total_sum - sum1) / np.maximum(m - count1, 1)[:, None]
         # Nearer mean1 than mean0: a linear rule in x.
-        score = (
-            rows @ (mean1 - mean0)[..., None]
-            - 0.5 * (np.sum(mean1**2, axis=1) - np.sum(mean0**2, axis=1))[:, None, None]
-        )
-        new = score[..., 0] > 0
+        offset = 0.5 * (np.sum(mean1**2, axis=1) - np.sum(mean0**2, axis=1))
+        new = np.matmul(rows, (mean1 - mean0)[..., None])[..., 0] > offset[:, None]
         if np.array_equal(new, side):
             break
         side = new
-    total = np.sum(rows**2, axis=(1, 2)) - rows.shape[1] * np.sum(rows.mean(axis=1) ** 2, axis=1)
-    between = side.sum(axis=1) * np.sum((mean1 - rows.mean(axis=1)) ** 2, axis=1) + (~side).sum(
-        axis=1
-    ) * np.sum((mean0 - rows.mean(axis=1)) ** 2, axis=1)
+    count1 = side.sum(axis=1)
+    sum1 = np.matmul(side[:, None, :].astype(rows.dtype), rows)[:, 0]
+    grand = total_sum / m
+    mean1 = sum1 / np.maximum(count1, 1)[:, None]
+    mean0 = (total_sum - sum1) / np.maximum(m - count1, 1)[:, None]
+    total = np.trace(scatter, axis1=1, axis2=2) - m * np.sum(grand**2, axis=1)
+    between = count1 * np.sum((mean1 - grand) ** 2, axis=1) + (m - count1) * np.sum(
+        (mean0 - grand) ** 2, axis=1
+    )
     return 1.0 - between / total
 
 
