@@ -60,22 +60,17 @@ def load_benchmark(name: str) -> Any:
 
 
 def uci_folder() -> Path | None:
-    """The folder of the UCI clustering tables, or None when this machine has none.
+    """The folder of the UCI clustering tables (``PROBKIT_UCI``), or None when there is none.
 
-    ``PROBKIT_UCI`` first, then ``../shared/data/clustering/uci`` next to the checkout: the
-    same rule as :func:`probkit.theory.checks.cluster.sipu_folder` for the SIPU sets. It lives
+    The same search as for the SIPU sets (:func:`probkit.theory.checks.cluster.clustbench_folder`);
     here rather than in the library because only ``cluster_uci.py`` and its smoke test read
     these tables.
     """
-    candidates = []
-    if os.environ.get("PROBKIT_UCI"):
-        candidates.append(Path(os.environ["PROBKIT_UCI"]))
-    root = Path(__file__).resolve().parents[1]  # the source checkout
-    candidates.append(root.parent / "shared" / "data" / "clustering" / "uci")
-    for folder in candidates:
-        if (folder / "wine.data.gz").is_file():
-            return folder
-    return None
+    # Imported on use: the checks module registers the cluster checks, which the other
+    # benchmarks do not load.
+    from probkit.theory.checks.cluster import clustbench_folder
+
+    return clustbench_folder("uci", "PROBKIT_UCI", "wine.data.gz")
 
 
 def optional_import(name: str) -> tuple[Any, str | None]:

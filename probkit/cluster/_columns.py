@@ -63,6 +63,8 @@ class ColumnMap:
         The scaling used (see the module documentation).
     dropped_spread : numpy.ndarray
         The training standard deviation of each dropped column (1 for constant ones).
+    covariance : numpy.ndarray
+        The training covariance of the kept columns, in the data's units, ``(p, p)``.
     """
 
     kept: np.ndarray
@@ -74,6 +76,7 @@ class ColumnMap:
     offset: np.ndarray
     scaling: str
     dropped_spread: np.ndarray
+    covariance: np.ndarray
 
     def to_working(self, data: np.ndarray) -> np.ndarray:
         """Rows of the full table in working coordinates."""
@@ -87,6 +90,11 @@ class ColumnMap:
         """Covariances in working coordinates back in the data's units (all columns)."""
         back = self.inverse @ self.extension  # (p, d)
         return np.einsum("ai,kab,bj->kij", back, covariances, back)
+
+    @property
+    def working_covariance(self) -> np.ndarray:
+        """The training covariance in working coordinates, ``(p, p)``."""
+        return self.matrix.T @ self.covariance @ self.matrix
 
     @property
     def log_jacobian(self) -> float:
@@ -163,19 +171,21 @@ def fit_column_map(data: np.ndarray, scaling: Scaling, names=None) -> ColumnMap:
 
     kept_index = np.asarray(kept, dtype=np.int64)
     p = kept_index.size
+    columns = np.array([j for j, _ in dropped], dtype=np.int64)
+    # Each dropped column as an affine function of the kept ones: the least-squares fit, from
+    # the covariance already computed (normal equations in correlation units, where the kept
+    # block is well conditioned by construction); a constant column gets its value.
     extension = np.zeros((p, d))
-    offset = np.zeros(d)
     extension[np.arange(p), kept_index] = 1.0
-    dropped_spread = np.array([unit[j] for j, _ in dropped])
-    if dropped and p:
-        # Each dropped column by least squares on the kept ones (exact up to the tolerance).
-        columns = np.array([j for j, _ in dropped])
-        design = np.column_stack([data[:, kept_index], np.ones(n)])
-        solution = np.linalg.lstsq(design, data[:, columns], rcond=None)[0]
-        extension[:, columns] = solution[:p]
-        offset[columns] = solution[p]
-    elif dropped:
-        offset[[j for j, _ in dropped]] = data[0, [j for j, _ in dropped]]
+    if p and columns.size:
+        weights = np.linalg.solve(
+            correlation[np.ix_(kept_index, kept_index)], correlation[np.ix_(kept_index, columns)]
+        )
+        extension[:, columns] = weights * unit[columns] / unit[kept_index, None]
+    offset = np.zeros(d)
+    offset[columns] = mean[columns] - mean[kept_index] @ extension[:, columns]
+    dropped_spread = unit[columns]
+    kept_covariance = covariance[np.ix_(kept_index, kept_index)]
     if p == 0:
         empty = np.zeros((0, 0))
         return ColumnMap(
@@ -188,6 +198,7 @@ def fit_column_map(data: np.ndarray, scaling: Scaling, names=None) -> ColumnMap:
             offset,
             scaling,
             dropped_spread,
+            empty,
         )
 
     values = data[:, kept_index]
@@ -199,7 +210,7 @@ def fit_column_map(data: np.ndarray, scaling: Scaling, names=None) -> ColumnMap:
         matrix = np.diag(1.0 / scale)
     elif scaling == "whiten":
         center = mean[kept_index]
-        eigenvalues, vectors = np.linalg.eigh(covariance[np.ix_(kept_index, kept_index)])
+        eigenvalues, vectors = np.linalg.eigh(kept_covariance)
         # The symmetric inverse square root: the whitened data of X and of X·A (A invertible)
         # differ by an orthogonal map, which PPP's splits and tests do not see.
         matrix = (vectors / np.sqrt(eigenvalues)) @ vectors.T
@@ -219,4 +230,5 @@ def fit_column_map(data: np.ndarray, scaling: Scaling, names=None) -> ColumnMap:
         offset,
         scaling,
         dropped_spread,
+        kept_covariance,
     )

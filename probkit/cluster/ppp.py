@@ -356,10 +356,10 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         progress.say(f"mixture and labels: {self.n_clusters_} clusters")
         self.n_iter_ = engine.longest_run
         if self.n_clusters_ == 1 and self.validate != "gaussian":
-            self._warn_if_not_one_gaussian(data)
+            self._warn_if_not_one_gaussian()
         return self
 
-    def _warn_if_not_one_gaussian(self, data: np.ndarray) -> None:
+    def _warn_if_not_one_gaussian(self) -> None:
         # One cluster is the answer that can hide a test without power: on tables of a few
         # hundred rows the dip test, valid for any unimodal shape, finds nothing where Gaussian
         # mixtures find clear groups (benchmarks/cluster_uci.py). Say so when the rows are not
@@ -367,9 +367,8 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         root = self.tree_[0] if self.tree_ else None
         if root is None or not math.isfinite(root.cluster_index):
             return
-        centred = data - data.mean(axis=0)
-        variances = np.linalg.eigvalsh(centred.T @ centred / data.shape[0])
-        p_value, reference = gaussian_reference_pvalue(root.cluster_index, data.shape[0], variances)
+        variances = np.linalg.eigvalsh(self._columns.working_covariance)
+        p_value, reference = gaussian_reference_pvalue(root.cluster_index, self._n_rows, variances)
         if p_value < self.alpha:
             warnings.warn(
                 f"PPP found one cluster: the {self.validate!r} test finds no significant split, "
@@ -740,18 +739,12 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         self._mixture_standard = MixtureParameters(
             mixture.means[slots], mixture.covariances[slots], mixture.weights[slots]
         )
-        self.cluster_centers_ = self._to_data_units(state.centers[slots])
-        self.means_ = self._to_data_units(mixture.means[slots])
-        self.covariances_ = self._embed_covariances(mixture.covariances[slots])
+        self.cluster_centers_ = self._columns.to_data(state.centers[slots])
+        self.means_ = self._columns.to_data(mixture.means[slots])
+        self.covariances_ = self._columns.covariances_to_data(mixture.covariances[slots])
         self.weights_ = mixture.weights[slots] / mixture.weights[slots].sum()
         self.tree_ = tuple(state.records)
         self.node_of_cluster_ = state.node[slots].copy()
-
-    def _to_data_units(self, points: np.ndarray) -> np.ndarray:
-        return self._columns.to_data(points)
-
-    def _embed_covariances(self, covariances: np.ndarray) -> np.ndarray:
-        return self._columns.covariances_to_data(covariances)
 
 
 class _Progress:

@@ -26,7 +26,7 @@ from probkit.cluster import (
 )
 from probkit.theory.check import CheckContext, Outcome, register
 
-__all__ = ["SIPU_GOAL_SETS", "sipu_folder"]
+__all__ = ["SIPU_GOAL_SETS", "clustbench_folder", "sipu_folder"]
 
 SIPU_GOAL_SETS = ("s1", "s2", "s3", "s4", "a1", "a2", "a3", "unbalance", "d31", "r15")
 """Fränti's Gaussian-cluster sets, on each of which PPP must find every cluster (CI = 0)."""
@@ -35,25 +35,31 @@ SIPU_OTHER_SETS = ("aggregation", "compound", "flame", "jain", "pathbased", "spi
 """Non-Gaussian shapes, reported by the full-size check but not scored."""
 
 
-def sipu_folder() -> pathlib.Path | None:
-    """The folder of the SIPU sets, or None when this machine has none.
+def clustbench_folder(battery: str, variable: str, probe: str) -> pathlib.Path | None:
+    """The folder of one battery of the clustering benchmarks, or None when this machine has none.
 
-    Looked for, in order: the folder named by ``PROBKIT_SIPU``; ``../shared/data/clustering/sipu``
-    beside the source checkout this module was loaded from (an editable install); and the same
-    path beside the working directory (a regular install run from the project's root, as the
-    README's ``pip install . && probkit check`` does).
+    Looked for, in order: the folder named by the environment variable ``variable``;
+    ``../shared/data/clustering/BATTERY`` beside the source checkout this module was loaded
+    from (an editable install); and the same path beside the working directory (a regular
+    install run from the project's root, as the README's ``pip install . && probkit check``
+    does). A folder counts when it holds the file ``probe``.
     """
     candidates = []
-    if os.environ.get("PROBKIT_SIPU"):
-        candidates.append(pathlib.Path(os.environ["PROBKIT_SIPU"]))
-    relative = pathlib.Path("shared", "data", "clustering", "sipu")
+    if os.environ.get(variable):
+        candidates.append(pathlib.Path(os.environ[variable]))
+    relative = pathlib.Path("shared", "data", "clustering", battery)
     root = pathlib.Path(__file__).resolve().parents[2]  # the source checkout, if any
     candidates.append(root.parent / relative)
     candidates.append(pathlib.Path.cwd().resolve().parent / relative)
     for folder in candidates:
-        if (folder / "s1.data.gz").is_file():
+        if (folder / probe).is_file():
             return folder
     return None
+
+
+def sipu_folder() -> pathlib.Path | None:
+    """The folder of Fränti's SIPU sets (``PROBKIT_SIPU``; see `clustbench_folder`)."""
+    return clustbench_folder("sipu", "PROBKIT_SIPU", "s1.data.gz")
 
 
 def _blobs(rng, centres, sizes, scale):
