@@ -98,6 +98,9 @@ from probkit.cluster._gaussian_reference import gaussian_reference_pvalue
 __all__ = ["PPP", "SplitDecision"]
 
 Validation = Literal["dip", "gaussian", "agreement", "bic"]
+_MAX_CAPACITY = 1 << 16
+"""Largest ``max_clusters``: beyond it the per-cluster statistics alone (``K × d × d``) outgrow
+a machine's memory at ordinary widths, and a fit would be killed rather than refused."""
 _SPLIT_EM_ITERATIONS = 20
 """EM iterations of each cluster's two-component mixture under the ``"bic"`` rule (ΔBIC settles
 long before the likelihood has converged; each iteration is a pass over the data with O(d²) work
@@ -199,7 +202,8 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
     min_cluster_size : int, optional
         The smallest child a split may create (default ``max(20, 2(d + 1))``).
     max_clusters : int
-        Capacity: the largest number of clusters (the static size of the compiled passes).
+        Capacity: the largest number of clusters (the static size of the compiled passes), at
+        most 65536: the passes hold ``max_clusters × d × d`` statistics.
     merge : bool
         Run the final merge pass.
     scale : {"standard", "robust", "whiten", "none"}
@@ -456,6 +460,12 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         if self.min_cluster_size is not None:
             check_positive_int("min_cluster_size", self.min_cluster_size)
         check_positive_int("max_iter", self.max_iter)
+        if check_positive_int("max_clusters", self.max_clusters) > _MAX_CAPACITY:
+            raise ProbkitError(
+                f"`max_clusters` must be at most {_MAX_CAPACITY}; got {self.max_clusters}. It is "
+                "the static width of every compiled pass (max_clusters × d × d statistics), "
+                "not a number to be found: set it a little above the clusters you expect."
+            )
         if not (isinstance(self.verbose, numbers.Integral) and self.verbose >= 0):
             raise ProbkitError(f"`verbose` must be an integer >= 0; got {self.verbose!r}.")
         if not (_is_real(self.tol) and 0 < self.tol < math.inf):

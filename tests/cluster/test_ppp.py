@@ -376,6 +376,7 @@ def test_bad_input_is_refused(X, match):
         ({"min_dip": -1.0}, "`min_dip`"),
         ({"agreement": (0.9,)}, "`agreement`"),
         ({"max_clusters": 0}, "`max_clusters`"),
+        ({"max_clusters": 10**9}, "`max_clusters` must be at most 65536"),
         ({"min_cluster_size": 0}, "`min_cluster_size`"),
         ({"tol": 0}, "`tol`"),
         ({"verbose": -1}, "`verbose`"),
