@@ -1,7 +1,18 @@
 """LLP methods against each other on offline binary data, random bags of growing size.
 
-Methods, all ``probkit.llp.LLPClassifier`` with the same network (128-64 ReLU MLP, AdamW 1e-3,
-early stopping on held-out bags when there are at least 20 of them, never on instance labels):
+Methods, all ``probkit.llp.LLPClassifier``; the first two are compared in their own table:
+
+* ``default``: ``LLPClassifier()`` as a user first tries it (its defaults, ``random_state`` the
+  seed, the benchmark's epochs for its networks): method ``"auto"``, the linear DLLP, replaced
+  by an EasyLLP or DLLP network only when that network's held-out bag loss is below the linear
+  model's by more than two standard errors; the cell records the model it kept
+  (``selection_["chosen"]``) with the losses behind the choice;
+* ``dllp-lr``: ``LLPClassifier("dllp", hidden=())``, the linear DLLP (a logistic model fitted
+  by full-batch L-BFGS to the bag counts, ``l2`` chosen by cross-validation over bags), the
+  simplest strong baseline of the field.
+
+The other methods share one network (128-64 ReLU MLP, AdamW 1e-3, early stopping on held-out
+bags when there are at least 20 of them, never on instance labels):
 
 * ``bp``: LLP-BP with exact count factors and the network's logits as unary evidence (EM with
   a similarity prior), ``λ_s`` chosen on held-out bags, ``k = 5``;
@@ -9,6 +20,9 @@ early stopping on held-out bags when there are at least 20 of them, never on ins
   hard pseudo-labels, 100 sweeps);
 * ``dllp``, ``easyllp``, ``soft-label``;
 * ``oracle``: the same network trained on the instance labels (bags of one), one seed;
+* ``oracle-lr``: scikit-learn's ``LogisticRegression`` (``C = 1``) on the instance labels of the
+  training rows, features standardised with their mean and std as the classifier does; it does
+  not depend on the bags, so one per data set;
 * selectable, not in the default grid: ``bp (no unaries)``, the paper's field with exact count
   factors (the network enters only through the embeddings its graph is built on; behind ``bp``
   in 5 of the 6 cells of the first two-seed run), and ``bp (k auto)``, ``bp`` with
@@ -19,7 +33,10 @@ For each data set (Adult, Bank Marketing from ``PROBKIT_LLP_DATA`` or ``../share
 Fair's affairs from statsmodels), bag size and seed: the instance-level test AUC, and for the
 BP methods the seconds in kNN, BP and training, the BP sweeps, the chosen ``λ_s`` and ``k`` and
 the bag-count error of the marginals. Also the BP time of the clique expansion against the count
-factor on the same field.
+factor on the same field. For ``default`` and ``dllp-lr`` the markdown adds, per data set, the
+difference ``default − dllp-lr`` of the test AUC in every cell (bag size × seed, same bags; the
+aim is ``default ≥ dllp-lr − 0.005`` everywhere), the model ``default`` kept, and the best of
+the other methods over the same seeds.
 
 The grid is resumable: every finished cell (data set, bag size, seed, method) is written to
 ``benchmarks/results/llp_bags.json`` at once, with the settings and the commit it ran with, and
@@ -40,6 +57,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,6 +77,8 @@ from probkit.llp import (
 from probkit.llp.datasets import llp_data_folder, load_adult, load_bank_marketing, load_fair
 
 METHODS = {
+    "default": {},  # LLPClassifier() as a user first tries it (method "auto")
+    "dllp-lr": {"method": "dllp", "hidden": []},  # linear DLLP, l2 by cross-validation over bags
     "bp": {"method": "bp"},
     "bp-paper": {"method": "bp-paper"},
     "dllp": {"method": "dllp"},
@@ -66,9 +87,18 @@ METHODS = {
     "bp (no unaries)": {"method": "bp", "unaries": "none"},
     "bp (k auto)": {"method": "bp", "n_neighbors": "auto"},
     "oracle": {"method": "soft-label"},  # on bags of one: supervised learning
+    # scikit-learn's logistic regression on the instance labels (standardised as the classifier
+    # does): the oracle of the linear model; no bags, so one per data set.
+    "oracle-lr": {"model": "sklearn LogisticRegression", "C": 1.0, "max_iter": 10000},
 }
 
-DEFAULT_METHODS = ("bp", "bp-paper", "dllp", "easyllp", "soft-label")
+ORACLES = ("oracle", "oracle-lr")
+"""Methods trained on instance labels: one cell per data set (bag size 1, seed 0)."""
+
+NEW_METHODS = ("default", "dllp-lr")
+"""The rows compared in the ``default`` vs ``dllp-lr`` summary (the others are "existing")."""
+
+DEFAULT_METHODS = ("default", "dllp-lr", "bp", "bp-paper", "dllp", "easyllp", "soft-label")
 
 LOADERS = {"adult": load_adult, "bank_marketing": load_bank_marketing, "fair": load_fair}
 
@@ -81,10 +111,37 @@ def _run(data, bag_size, seed, settings, epochs):
     model.fit(data.X_train, bags, counts)
     seconds = time.perf_counter() - start
     auc = roc_auc_score(data.y_test, model.predict_proba(data.X_test)[:, 1])
-    row = {"auc": float(auc), "seconds": seconds, "timings": model.timings_}
+    row = {
+        "auc": float(auc),
+        "seconds": seconds,
+        "timings": model.timings_,
+        "model": model.model_,
+        "method": model.method_,
+    }
+    if getattr(model, "l2_", None) is not None:
+        row["l2"] = float(model.l2_)
+    if getattr(model, "selection_", None) is not None:
+        # method "auto": which model it kept, why, and the held-out bag losses behind it.
+        row["chosen"] = model.selection_["chosen"]
+        row["selection"] = model.selection_
     if getattr(model, "rounds_", None):
         row["rounds"] = [{k: v for k, v in r.items() if k != "marginals"} for r in model.rounds_]
     return row
+
+
+def _run_oracle_lr(data, settings):
+    # Supervised logistic regression on the training rows' labels, on the features
+    # standardised with the training mean and std (a constant column keeps scale 1), as
+    # LLPClassifier standardises them.
+    mean = data.X_train.mean(axis=0, dtype=np.float64)
+    scale = data.X_train.std(axis=0, dtype=np.float64)
+    scale = np.where(scale > 0, scale, 1.0)
+    start = time.perf_counter()
+    model = LogisticRegression(C=settings["C"], max_iter=settings["max_iter"])
+    model.fit((data.X_train - mean) / scale, data.y_train)
+    seconds = time.perf_counter() - start
+    auc = roc_auc_score(data.y_test, model.predict_proba((data.X_test - mean) / scale)[:, 1])
+    return {"auc": float(auc), "seconds": seconds, "iterations": int(np.max(model.n_iter_))}
 
 
 def _clique_timing(data, bag_size, seed):
@@ -120,7 +177,7 @@ def _cell_key(kind, dataset, size, seed, method):
 def plan(args) -> list[tuple[str, str, int, int, str]]:
     """The cells in the order they run: ``(kind, dataset, bag size, seed, method)``.
 
-    The most informative cells come first: the oracle of each data set; every data set, bag
+    The most informative cells come first: the oracles of each data set; every data set, bag
     size and method at the first ``--first-seeds`` seeds; the probe methods
     (``--probe-methods`` at ``--probe-sizes``) at those seeds; the remaining seeds; the
     ``--extra`` pairs ``dataset:size`` at every seed; last, the BP timing of the clique
@@ -146,7 +203,7 @@ def plan(args) -> list[tuple[str, str, int, int, str]]:
             for method in method_list
         ]
 
-    cells = [("auc", dataset, 1, 0, "oracle") for dataset in datasets]
+    cells = [("auc", dataset, 1, 0, oracle) for dataset in datasets for oracle in ORACLES]
     cells += grid(first, datasets, sizes, methods)
     cells += grid(first, datasets, probe_sizes, probe_methods)
     cells += grid(rest, datasets, sizes, methods)
@@ -188,8 +245,8 @@ def aggregate(cells: list[dict], n_train: dict) -> dict:
             size_entry = entry["sizes"].setdefault(str(cell["bag_size"]), {})
             size_entry["bp_time_clique_vs_count"] = cell["timing"]
             continue
-        if cell["method"] == "oracle":
-            entry["oracle_auc"] = cell["run"]["auc"]
+        if cell["method"] in ORACLES:
+            entry[cell["method"].replace("-", "_") + "_auc"] = cell["run"]["auc"]
             continue
         size_entry = entry["sizes"].setdefault(str(cell["bag_size"]), {})
         method = size_entry.setdefault(cell["method"], {"seeds": [], "runs": []})
@@ -205,14 +262,90 @@ def aggregate(cells: list[dict], n_train: dict) -> dict:
     return results
 
 
+def _short(chosen: str) -> str:
+    return {"linear dllp": "linear"}.get(chosen, chosen.replace("network ", "net "))
+
+
+def _default_summary(entry: dict, sizes: list[str]) -> list[str]:
+    """``default`` against ``dllp-lr`` per cell (bag size × seed), and the best other method.
+
+    The differences are paired by seed (same bags); the best other method is the one with the
+    highest mean AUC over the seeds ``default`` ran, among those that ran all of them.
+    """
+    rows, cells, behind = [], 0, []
+    for size in sizes:
+        cell = entry["sizes"][size]
+        if "default" not in cell or "dllp-lr" not in cell:
+            continue
+        default = dict(zip(cell["default"]["seeds"], cell["default"]["runs"], strict=True))
+        linear = dict(zip(cell["dllp-lr"]["seeds"], cell["dllp-lr"]["runs"], strict=True))
+        seeds = sorted(set(default) & set(linear))
+        differences = [default[s]["auc"] - linear[s]["auc"] for s in seeds]
+        cells += len(seeds)
+        behind += [(size, s, d) for s, d in zip(seeds, differences, strict=True) if d < -0.005]
+        best = None
+        for name, method in cell.items():
+            if name in NEW_METHODS or name not in METHODS:
+                continue
+            runs = dict(zip(method["seeds"], method["runs"], strict=True))
+            if not set(default) <= set(runs):
+                continue
+            mean = statistics.fmean(runs[s]["auc"] for s in default)
+            if best is None or mean > best[1]:
+                best = (name, mean)
+        default_mean = cell["default"]["auc_mean"]
+        rows.append(
+            [
+                size,
+                ", ".join(f"{d:+.4f}" for d in differences),
+                f"{min(differences):+.4f}" if differences else "",
+                ", ".join(_short(default[s].get("chosen", "?")) for s in sorted(default)),
+                f"{best[0]} {best[1]:.4f}" if best else "",
+                f"{default_mean - best[1]:+.4f}" if best else "",
+            ]
+        )
+    if not rows:
+        return []
+    verdict = (
+        f"every one of the {cells} cells within 0.005"
+        if not behind
+        else f"{len(behind)} of {cells} cells below −0.005: "
+        + ", ".join(f"bags of {size} seed {s} ({d:+.4f})" for size, s, d in behind)
+    )
+    return [
+        "`default` − `dllp-lr` test AUC per seed (same bags), the model `default` kept per "
+        "seed, and the best other method (mean over the same seeds) — goal: the default ≥ "
+        f"DLLP-LR − 0.005 in every cell; {verdict}",
+        "",
+        markdown_table(
+            [
+                "bag size",
+                "default − dllp-lr per seed",
+                "worst",
+                "default kept",
+                "best other",
+                "default − best other",
+            ],
+            rows,
+        ),
+        "",
+    ]
+
+
 def markdown(results: dict, epochs: int, commits: list[str]) -> str:
     """The report: AUC (mean ± sd and seed count) and mean seconds per data set and bag size."""
     lines = [
         "# LLP on random bags: instance-level test AUC (mean ± sd over seeds, seed count)",
         "",
-        f"Network 128-64, ≤ {epochs} epochs, early stopping on held-out bags when there are "
-        "at least 20 of them (the classifier's `min_validation_bags`; with fewer bags every "
-        "bag trains for the full epochs). "
+        '`default`: `LLPClassifier()` with its defaults (method `"auto"`: the linear DLLP, '
+        "replaced by a network only when a network's held-out bag loss is clearly lower), "
+        "`random_state` the seed; `dllp-lr`: the linear DLLP alone "
+        '(`LLPClassifier("dllp", hidden=())`, L-BFGS, `l2` by cross-validation over bags). '
+        f"The other methods: network 128-64, ≤ {epochs} epochs, early stopping on held-out "
+        "bags when there are at least 20 of them (the classifier's `min_validation_bags`; with "
+        "fewer bags every bag trains for the full epochs). Oracles, on instance labels: "
+        "`oracle`, the network on bags of one; `oracle-lr`, scikit-learn's "
+        "`LogisticRegression` (C = 1) on the standardised features. "
         "`nice -n 19 python benchmarks/llp_bags.py --resume` completes the grid (a blank "
         "cell has not run yet). Commits of the cells: " + ", ".join(commits) + ".",
         "",
@@ -220,8 +353,11 @@ def markdown(results: dict, epochs: int, commits: list[str]) -> str:
     order = list(METHODS)
     for dataset in sorted(results, key=list(LOADERS).index):
         entry = results[dataset]
-        oracle = entry.get("oracle_auc")
-        oracle_text = f", oracle AUC {oracle:.4f}" if oracle is not None else ""
+        oracle_text = "".join(
+            f", {label} {entry[key]:.4f}"
+            for key, label in (("oracle_auc", "oracle AUC"), ("oracle_lr_auc", "oracle-lr AUC"))
+            if entry.get(key) is not None
+        )
         lines += [f"## {dataset} (n_train = {entry['n_train']}{oracle_text})", ""]
         sizes = sorted(entry["sizes"], key=int)
         present = {m for size in sizes for m in entry["sizes"][size] if m in METHODS}
@@ -245,6 +381,7 @@ def markdown(results: dict, epochs: int, commits: list[str]) -> str:
             )
         if auc_rows:
             lines += [markdown_table(["bag size", *methods], auc_rows), ""]
+            lines += _default_summary(entry, sizes)
             lines += [
                 "Mean seconds per fit (2-core CPU unless the JSON's machine says otherwise)",
                 "",
@@ -290,7 +427,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     settings = dict(METHODS)
     if args.smoke:
-        args.datasets, args.bag_sizes, args.seeds, args.methods = "fair", "16", 1, "bp,dllp"
+        args.datasets, args.bag_sizes, args.seeds = "fair", "16", 1
+        args.methods = "default,dllp-lr,bp,dllp"
         args.probe_methods, args.extra, args.clique_timing, args.epochs = "", "", False, 5
         settings["bp"] = {"method": "bp", "similarity_strength": 1.0, "rounds": 1}
     if llp_data_folder() is None:
@@ -326,7 +464,11 @@ def main(argv=None) -> int:
 
     for kind, dataset, size, seed, method in cells:
         key = _cell_key(kind, dataset, size, seed, method)
-        cell_settings = {**settings[method], "epochs": args.epochs}
+        cell_settings = dict(settings[method])
+        if method != "oracle-lr":  # the logistic regression has no epochs
+            cell_settings["epochs"] = args.epochs
+        # As the JSON holds them (lists, not tuples), so that a resumed run recognises them.
+        cell_settings = json.loads(json.dumps(cell_settings))
         previous = done.get(key)
         if previous is not None and previous["settings"] == cell_settings:
             continue
@@ -346,6 +488,9 @@ def main(argv=None) -> int:
         }
         if kind == "clique":
             record["timing"] = _clique_timing(data, size, seed)
+        elif method == "oracle-lr":
+            record["run"] = _run_oracle_lr(data, settings[method])
+            print(dataset, method, round(record["run"]["auc"], 4), flush=True)
         else:
             record["run"] = _run(data, size, seed, settings[method], args.epochs)
             print(dataset, size, seed, method, round(record["run"]["auc"], 4), flush=True)

@@ -1,6 +1,21 @@
-"""``LLPClassifier``: instance-level binary classification from bag counts, five ways, one API.
+"""``LLPClassifier``: instance-level binary classification from bag counts, one API.
 
-Methods (all train the same network, :mod:`probkit.llp.network`):
+``"auto"`` (default)
+    Chooses the model from the bags, never from instance labels. The linear DLLP
+    (:mod:`probkit.llp.linear`: a logistic model fitted by L-BFGS to the bags' counts, its
+    ``l2`` by cross-validation over whole bags) is fitted first. When enough bags can be held
+    out (``min_validation_bags``), networks trained by EasyLLP and by DLLP
+    (:data:`AUTO_NETWORK_METHODS`) are compared with it on the held-out bags, and one replaces
+    it only when its held-out bag loss is lower by more than :data:`AUTO_MARGIN_SE` standard
+    errors, paired over the bags. With few bags the linear model is kept: a handful of
+    held-out bags cannot tell a network's gain from noise (``benchmarks/llp_diagnose.py``), and
+    a 128-64 network early-stopped on them lost 0.1 AUC to the linear model on Adult in bags of
+    512. The choice and the losses behind it are recorded in ``selection_``. LLP-BP is not a
+    candidate: it costs 20 to 30 times a network fit and was behind the linear DLLP in the
+    cells of ``benchmarks/llp_bags.py``; ask for it with ``method="bp"``.
+
+The other methods train the network of :mod:`probkit.llp.network` (or, with ``hidden=()``, the
+linear model of :mod:`probkit.llp.linear`, fitted to convergence on all rows at once):
 
 ``"bp"``
     LLP-BP (Havaldar et al., ICLR 2024) with exact count factors: for each round, a kNN graph
@@ -18,15 +33,10 @@ Methods (all train the same network, :mod:`probkit.llp.network`):
 ``"dllp"``
     Bag cross-entropy between each bag's proportion and its members' mean prediction
     (Ardehaly & Culotta 2017).
-``"easyllp"`` (default)
+``"easyllp"``
     Busa-Fekete et al. (NeurIPS 2023): each row gets the debiased label ``m_b (α_b − p) + p``
     (``α_b`` its bag's proportion, ``p`` the overall one), whose expectation given the row's own
-    label is that label for random bags, and the instance loss. The default because it is as
-    accurate as ``"bp"`` over ``benchmarks/llp_bags.py`` (Adult, Bank Marketing and Fair, random
-    bags of 8 to 2048, five seeds: mean AUC 0.745 over its 13 cells, against 0.744 for
-    ``"bp"`` and 0.732 for ``"dllp"``) at a twentieth to a thirtieth of its time, and never
-    more than 0.051 below the best method of a cell. ``"bp"`` is the best method in 6 cells,
-    ``"dllp"`` in 4 and ``"easyllp"`` in 3.
+    label is that label for random bags, and the instance loss.
 ``"soft-label"``
     Each row is trained towards its bag's proportion.
 
@@ -42,6 +52,7 @@ see its Notes.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,11 +68,19 @@ from probkit.inference.bp import belief_propagation, shard_mrf
 from probkit.llp.bags import Bags, validate_bags
 from probkit.llp.gibbs import llp_field, similarity_weights
 from probkit.llp.knn import knn_graph, truncate_knn_graph
+from probkit.llp.linear import bag_loss, choose_l2, fit_linear, paired_difference
 from probkit.llp.network import init_network, predict_logits, train_network
 
 __all__ = ["AUTO_NEIGHBORS_GRID", "AUTO_SIMILARITY_GRID", "METHODS", "LLPClassifier"]
 
-METHODS = ("bp", "bp-paper", "dllp", "easyllp", "soft-label")
+METHODS = ("auto", "bp", "bp-paper", "dllp", "easyllp", "soft-label")
+
+AUTO_NETWORK_METHODS = ("easyllp", "dllp")
+"""The network candidates of ``method="auto"``, compared with the linear DLLP on held-out bags."""
+
+AUTO_MARGIN_SE = 2.0
+"""A network replaces the linear model under ``method="auto"`` only when its held-out bag loss
+is below the linear model's by more than this many standard errors (paired over the bags)."""
 
 AUTO_SIMILARITY_GRID = (0.0, 0.1, 0.3, 1.0)
 """Values of ``λ_s`` tried by ``similarity_strength="auto"`` (on held-out bags)."""
@@ -86,10 +105,15 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
 
     Parameters
     ----------
-    method : {"bp", "bp-paper", "dllp", "easyllp", "soft-label"}, default "easyllp"
+    method : {"auto", "bp", "bp-paper", "dllp", "easyllp", "soft-label"}, default "auto"
         See the module documentation.
     hidden : tuple of int, default (128, 64)
-        Hidden layer widths of the network; the last is the embedding.
+        Hidden layer widths of the network; the last is the embedding. ``()``: the linear
+        model (methods ``"dllp"``, ``"easyllp"`` and ``"soft-label"``).
+    l2 : float or "auto", default "auto"
+        Penalty ``(l2 / 2) ‖w‖²`` of the linear model (on standardised features); ``"auto"``
+        chooses it from :data:`~probkit.llp.linear.L2_GRID` by cross-validation over whole
+        bags (:func:`~probkit.llp.linear.choose_l2`).
     rounds : int, default 2
         LLP-BP rounds (graph → BP → network → embeddings).
     n_neighbors : int or "auto", default 5
@@ -160,8 +184,23 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
     ----------
     classes_ : numpy.ndarray
         ``[0, 1]``.
+    method_ : str
+        The method that trained the model (``method``, or the one ``"auto"`` chose).
+    model_ : {"linear", "network"}
+        Which model predicts.
+    coef_, intercept_ : numpy.ndarray, float
+        The linear model's weights on the standardised features and its intercept (linear
+        model only).
+    l2_ : float
+        The linear model's penalty (linear model only).
     params_ : NetworkParams
-        The trained network.
+        The trained network (network only).
+    selection_ : dict
+        Under ``method="auto"``: ``chosen``, ``reason``, and ``candidates``, one dict per model
+        tried with its size-weighted held-out bag loss, its difference from the linear
+        model's and that difference's standard error, and its seconds; ``l2`` with the
+        cross-validated losses behind it (``l2_grid``, ``l2_cv_loss``); and
+        ``constant_cv_loss``, the loss of a model that learned nothing.
     rounds_ : list of dict
         Per LLP-BP round: ``similarity_strength``, ``n_neighbors``, BP ``iterations``,
         ``residual``, ``converged``, ``bag_count_mae`` (mean ``|Σ_{i∈b} μ_i − k_b|``),
@@ -198,9 +237,10 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
 
     def __init__(
         self,
-        method: str = "easyllp",
+        method: str = "auto",
         *,
         hidden: tuple[int, ...] = (128, 64),
+        l2: float | str = "auto",
         rounds: int = 2,
         n_neighbors: int | str = 5,
         metric: str = "euclidean",
@@ -226,6 +266,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
     ):
         self.method = method
         self.hidden = hidden
+        self.l2 = l2
         self.rounds = rounds
         self.n_neighbors = n_neighbors
         self.metric = metric
@@ -292,12 +333,22 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
                 f"validation_fraction must be in [0, 0.5), got {self.validation_fraction}."
             )
         check_positive_int("min_validation_bags", self.min_validation_bags)
-        if not all(isinstance(h, int | np.integer) and h > 0 for h in self.hidden) or not len(
-            self.hidden
-        ):
+        hidden = tuple(self.hidden) if isinstance(self.hidden, tuple | list) else None
+        if hidden is None or not all(isinstance(h, int | np.integer) and h > 0 for h in hidden):
             raise ProbkitError(
-                f"hidden must be a non-empty tuple of positive ints, got {self.hidden}."
+                f"hidden must be a tuple of positive ints (() for the linear model), got "
+                f"{self.hidden!r}."
             )
+        if not hidden and method in ("bp", "bp-paper", "auto"):
+            raise ProbkitError(
+                f"method={method!r} needs a network: hidden=() (the linear model) goes with "
+                "'dllp', 'easyllp' or 'soft-label'; give hidden layers, e.g. (128, 64)."
+            )
+        if not (
+            self.l2 == "auto"
+            or (_is_number(self.l2) and np.isfinite(self.l2) and float(self.l2) >= 0)
+        ):
+            raise ProbkitError(f"l2 must be a finite number >= 0 or 'auto', got {self.l2!r}.")
         settings["method"] = method
         settings["devices"] = _check_devices(self.devices)
         return settings
@@ -342,8 +393,29 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         self.mean_ = X.mean(axis=0)
         scale = X.std(axis=0)
         self.scale_ = np.where(scale > 0, scale, 1.0)
-        features = ((X - self.mean_) / self.scale_).astype(np.float32)
+        standardised = (X - self.mean_) / self.scale_
+        features = standardised.astype(np.float32)
         self.classes_ = np.array([0, 1])
+        for stale in (
+            "coef_",
+            "intercept_",
+            "l2_",
+            "penalty_choice_",
+            "params_",
+            "selection_",
+            "bp_rows_",
+        ):
+            self.__dict__.pop(stale, None)  # attributes of the other model from an earlier fit
+        self.timings_ = {"knn": 0.0, "bp": 0.0, "train": 0.0}
+        self.rounds_ = []
+        self.method_ = settings["method"]
+        if not self.hidden:
+            # The linear model is fitted on every bag to convergence; its l2 is chosen by
+            # cross-validation over all bags, so none is held out.
+            self.n_validation_bags_ = 0
+            self._set_linear(*self._fit_linear(standardised, all_bags, settings["method"]))
+            self._warn_if_nothing_learned(standardised, all_bags)
+            return self
 
         rng = np.random.default_rng(self.random_state)
         held_out = np.zeros(all_bags.num_bags, bool)
@@ -357,16 +429,20 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             val_rows, val_bags = all_bags.subset(np.flatnonzero(held_out))
             members, mask = val_bags.padded()
             validation = (val_rows[members], mask, val_bags.proportions)
-        self.timings_ = {"knn": 0.0, "bp": 0.0, "train": 0.0}
-        self.rounds_ = []
         key = jax.random.key(self.random_state)
-        if settings["method"] in ("bp", "bp-paper"):
+        self.model_ = "network"
+        if settings["method"] == "auto":
+            self._fit_auto(
+                key, standardised, features, all_bags, held_out, rows, train_bags, validation
+            )
+        elif settings["method"] in ("bp", "bp-paper"):
             self.bp_rows_ = rows
             self.params_ = self._fit_bp(key, features, rows, train_bags, validation, settings)
         else:
             self.params_ = self._fit_baseline(
                 key, features, rows, train_bags, validation, settings["method"]
             )
+        self._warn_if_nothing_learned(standardised, all_bags)
         return self
 
     def _train(
@@ -411,6 +487,144 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         else:
             targets = proportion
         return self._train(key, features, rows, bags, targets, validation, "instance", 0.0)[0]
+
+    def _fit_linear(self, standardised, bags: Bags, method, held_out=None):
+        """The linear model of ``method`` and its penalty choice (None when ``l2`` is given)."""
+        loss, targets = "bag", None
+        if method != "dllp":
+            proportion = bags.proportions[bags.bag_of]
+            loss, targets = "instance", proportion
+            if method == "easyllp":
+                overall = bags.counts.sum() / bags.sizes.sum()
+                targets = bags.sizes[bags.bag_of] * (proportion - overall) + overall
+        start = time.perf_counter()
+        choice = None
+        if self.l2 == "auto":
+            choice = choose_l2(
+                standardised, bags, loss=loss, targets=targets, seed=self.random_state
+            )
+        l2 = choice.l2 if choice is not None else float(self.l2)
+        fit = fit_linear(standardised, bags, loss=loss, targets=targets, l2=l2, held_out=held_out)
+        self.timings_["train"] += time.perf_counter() - start
+        return fit, choice
+
+    def _set_linear(self, fit, choice=None) -> None:
+        self.model_ = "linear"
+        self.coef_ = fit.coef
+        self.intercept_ = fit.intercept
+        self.l2_ = fit.l2
+        self.penalty_choice_ = choice
+
+    def _fit_auto(
+        self, key, standardised, features, bags: Bags, held_out, rows, train_bags, validation
+    ):
+        """``method="auto"``: the linear DLLP, replaced by a network only on clear evidence."""
+        start = time.perf_counter()
+        linear, choice = self._fit_linear(standardised, bags, "dllp")
+        seconds = time.perf_counter() - start
+        selection = {
+            "chosen": "linear dllp",
+            "candidates": [],
+            "l2": linear.l2,
+        }
+        if choice is not None:
+            selection |= {
+                "l2_grid": choice.grid,
+                "l2_cv_loss": choice.cv_loss.tolist(),
+                "constant_cv_loss": float(
+                    paired_difference(
+                        choice.constant_bag_loss, 0 * choice.constant_bag_loss, bags.sizes
+                    )[0]
+                ),
+            }
+        if validation is None:
+            selection["reason"] = (
+                f"{bags.num_bags} bags: holding out {self.validation_fraction:.0%} of them "
+                f"gives fewer than min_validation_bags={self.min_validation_bags}, too few to "
+                "tell a network's gain from noise; the linear model is kept"
+            )
+            selection["candidates"].append(
+                {"model": "linear dllp", "held_out_loss": None, "seconds": seconds}
+            )
+        else:
+            # Every candidate is judged on the same held-out bags by the same yardstick, the
+            # bag loss of its predicted probabilities, whatever loss it was trained with.
+            sizes = bags.sizes[held_out]
+            on_train = fit_linear(standardised, bags, l2=linear.l2, start=linear, held_out=held_out)
+            reference = bag_loss(
+                special.expit(standardised @ on_train.coef + on_train.intercept), bags
+            )[held_out]
+            base = paired_difference(reference, 0 * reference, sizes)[0]
+            selection["candidates"].append(
+                {"model": "linear dllp", "held_out_loss": base, "seconds": seconds}
+            )
+            best = None
+            for method in AUTO_NETWORK_METHODS:
+                key, key_method = jax.random.split(key)
+                start = time.perf_counter()
+                params = self._fit_baseline(
+                    key_method, features, rows, train_bags, validation, method
+                )
+                logits = predict_logits(params, features)[0]
+                loss = bag_loss(special.expit(logits.astype(np.float64)), bags)[held_out]
+                difference, se = paired_difference(loss, reference, sizes)
+                selection["candidates"].append(
+                    {
+                        "model": f"network {method}",
+                        "held_out_loss": base + difference,
+                        "difference": difference,
+                        "difference_se": se,
+                        "seconds": time.perf_counter() - start,
+                    }
+                )
+                if difference + AUTO_MARGIN_SE * se < 0 and (best is None or difference < best[0]):
+                    best = (difference, method, params)
+            held = int(held_out.sum())
+            if best is None:
+                selection["reason"] = (
+                    f"no network's held-out bag loss was below the linear model's by more than "
+                    f"{AUTO_MARGIN_SE:g} standard errors over {held} held-out bags"
+                )
+            else:
+                difference, method, params = best
+                selection["chosen"] = f"network {method}"
+                selection["reason"] = (
+                    f"the {method} network's held-out bag loss was below the linear model's by "
+                    f"{-difference:.4g} over {held} held-out bags, more than "
+                    f"{AUTO_MARGIN_SE:g} standard errors"
+                )
+                self.method_ = method
+                self.params_ = params
+        self.selection_ = selection
+        if selection["chosen"] == "linear dllp":
+            self.method_ = "dllp"
+            self._set_linear(linear, choice)
+
+    def _warn_if_nothing_learned(self, standardised, bags: Bags) -> None:
+        # A held-out bag loss cannot say that nothing was learned: random bags have nearly
+        # equal proportions, and a model that ranks rows well predicts their counts hardly
+        # better than a constant (breast cancer in 13 bags of 32: test AUC 0.98, held-out bag
+        # loss within 3e-4 of the constant's). Warn in the cases that are certain.
+        if np.ptp(bags.proportions) == 0:
+            warnings.warn(
+                f"LLPClassifier: every bag has the same proportion of positives "
+                f"({bags.proportions[0]:.3g}), which says nothing about which rows are "
+                "positive; the model's ranking of rows is arbitrary. Bags whose proportions "
+                "differ are needed.",
+                stacklevel=3,
+            )
+        elif np.ptp(self._logits(standardised)) < 1e-6:
+            warnings.warn(
+                "LLPClassifier: the fitted model gives every training row the same score: it "
+                "learned nothing from these bags (predictions at chance).",
+                stacklevel=3,
+            )
+
+    def _logits(self, standardised: np.ndarray) -> np.ndarray:
+        """The logit of rows already standardised as in training."""
+        if self.model_ == "linear":
+            return standardised @ self.coef_ + self.intercept_
+        return predict_logits(self.params_, standardised.astype(np.float32))[0]
 
     def _graphs(self, representation, settings, neighbour_grid):
         """The kNN graph and its edge weights for each ``k`` of ``neighbour_grid``."""
@@ -570,14 +784,13 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
 
     def _features(self, X: Any) -> np.ndarray:
         """``X`` checked against the fit and standardised as in training."""
-        check_fitted(self, "params_", "fit(X, bags, counts)")
+        check_fitted(self, "model_", "fit(X, bags, counts)")
         X = validate_features(self, X, reset=False, dtype=np.float64)
         return (X - self.mean_) / self.scale_
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """The network's logit for each row."""
-        features = self._features(X)
-        return predict_logits(self.params_, features)[0]
+        """The model's logit for each row."""
+        return self._logits(self._features(X))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n, 2): columns ``P(y = 0)``, ``P(y = 1)``."""
@@ -592,9 +805,15 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         return (self.decision_function(X) >= 0).astype(int)
 
     def embed(self, X: Any) -> np.ndarray:
-        """The embedding (last hidden layer) of each row."""
+        """The embedding (last hidden layer) of each row; the linear model's is its input."""
         features = self._features(X)
+        if self.model_ == "linear":
+            return features
         return predict_logits(self.params_, features)[1]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 def _check_devices(devices: Any) -> list | None:

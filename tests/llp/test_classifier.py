@@ -104,7 +104,12 @@ def test_bad_input_is_refused_naming_the_bags(data):
     with pytest.raises(ProbkitError, match="similarity_strength"):
         LLPClassifier("bp", similarity_strength=-1.0).fit(X, bags, counts)
     with pytest.raises(ProbkitError, match="hidden"):
-        LLPClassifier("dllp", hidden=()).fit(X, bags, counts)
+        LLPClassifier("dllp", hidden=(0,)).fit(X, bags, counts)
+    with pytest.raises(ProbkitError, match=r"hidden=\(\) \(the linear model\)"):
+        LLPClassifier("bp", hidden=()).fit(X, bags, counts)
+    for bad in (-1.0, float("nan"), "large"):
+        with pytest.raises(ProbkitError, match="l2"):
+            LLPClassifier("dllp", hidden=(), l2=bad).fit(X, bags, counts)
     model.fit(X, bags, counts)
     with pytest.raises(ProbkitError, match="4"):
         model.predict(X[:, :3])

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from scipy import optimize, special
+from sklearn.linear_model import LogisticRegression
 
 from probkit.inference.bp import (
     CountFactors,
@@ -20,6 +22,8 @@ from probkit.inference.bp import (
     clique_expansion,
     count_messages,
 )
+from probkit.llp import LLPClassifier, bag_counts, random_bags, validate_bags
+from probkit.llp.linear import fit_linear
 from probkit.theory.check import CheckContext, Outcome, register
 from probkit.theory.enumerate_mrf import (
     enumerate_binary_mrf,
@@ -330,4 +334,94 @@ def count_factor_bp_beats_the_clique_expansion(context: CheckContext) -> Outcome
             "count_factor_error": float(np.mean(count_errors)),
             "clique_error": float(np.mean(clique_errors)),
         },
+    )
+
+
+def _bag_objective(params, x, bag_of, sizes, proportions, l2):
+    """The linear DLLP objective and its gradient, written again in NumPy (float64)."""
+    weights, intercept = params[:-1], params[-1]
+    probability = special.expit(x @ weights + intercept)
+    mean = np.bincount(bag_of, probability, minlength=len(sizes)) / sizes
+    share = sizes / sizes.sum()
+    value = -np.sum(share * (proportions * np.log(mean) + (1 - proportions) * np.log1p(-mean)))
+    value += 0.5 * l2 * weights @ weights
+    # d value / d mean_b, then through the mean to each row's logit.
+    outer = -share * (proportions / mean - (1 - proportions) / (1 - mean))
+    per_row = outer[bag_of] / sizes[bag_of] * probability * (1 - probability)
+    gradient = np.concatenate([x.T @ per_row + l2 * weights, [per_row.sum()]])
+    return value, gradient
+
+
+@register(capability="llp", kind="exact")
+def linear_dllp_reaches_the_minimum(context: CheckContext) -> Outcome:
+    """The linear DLLP's solution is a minimum, and bags of one give logistic regression.
+
+    The bag loss is not convex in general (:mod:`probkit.llp.linear`), so the solution of
+    :func:`~probkit.llp.linear.fit_linear` is compared with scipy's L-BFGS-B on an objective
+    written again here in NumPy, from zero and from random starts: no start may reach a value
+    lower by more than 1e-9, and scipy's best solution must be the same point (weights within
+    1e-4: a gradient of 1e-7 against curvature of at least ``l2``). Then, with bags of one
+    row, ``LLPClassifier(method, hidden=())`` must equal scikit-learn's
+    ``LogisticRegression(C = 1 / (l2 n))`` for the methods ``"dllp"``, ``"easyllp"`` and
+    ``"soft-label"``. The statistic is the largest of the value excess, the weight distances
+    and the logistic-regression distances.
+    """
+    rng = np.random.default_rng(context.seed)
+    worst, details = 0.0, {}
+    for bag_size, l2 in context.pick(((8, 1e-2),), ((8, 1e-3), (8, 1e-1), (32, 1e-2))):
+        n, d = 640, 5
+        x = rng.normal(size=(n, d))
+        y = (rng.random(n) < special.expit(x @ rng.normal(size=d) - 0.5)).astype(float)
+        bag_ids = random_bags(n, bag_size, seed=rng)
+        _, counts = bag_counts(bag_ids, y)
+        bags = validate_bags(bag_ids, n, counts=counts)
+        fit = fit_linear(x, bags, l2=l2)
+        ours = np.concatenate([fit.coef, [fit.intercept]])
+        arguments = (x, bags.bag_of, bags.sizes.astype(float), bags.proportions, l2)
+        best = None
+        for start in [np.zeros(d + 1)] + [rng.normal(size=d + 1) for _ in range(3)]:
+            result = optimize.minimize(
+                _bag_objective,
+                start,
+                args=arguments,
+                jac=True,
+                method="L-BFGS-B",
+                options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10_000},
+            )
+            if best is None or result.fun < best.fun:
+                best = result
+        ours_value = _bag_objective(ours, *arguments)[0]
+        excess = max(ours_value - best.fun - 1e-9, 0.0)
+        distance = float(np.max(np.abs(ours - best.x)))
+        details[f"bags of {bag_size}, l2={l2}"] = {
+            "value": ours_value,
+            "scipy_value": float(best.fun),
+            "weight_distance": distance,
+        }
+        worst = max(worst, excess, distance / 1e-4 * 1e-6)
+
+    n, d, l2 = 400, 4, 1e-2
+    x = rng.normal(size=(n, d))
+    y = (rng.random(n) < special.expit(x @ rng.normal(size=d))).astype(int)
+    standardised = (x - x.mean(axis=0)) / x.std(axis=0)
+    reference = LogisticRegression(C=1.0 / (l2 * n), tol=1e-12, max_iter=10_000)
+    reference.fit(standardised, y)
+    for method in ("dllp", "easyllp", "soft-label"):
+        model = LLPClassifier(method, hidden=(), l2=l2).fit(x, np.arange(n), y)
+        distance = float(
+            max(
+                np.max(np.abs(model.coef_ - reference.coef_[0])),
+                abs(model.intercept_ - reference.intercept_[0]),
+            )
+        )
+        details[f"bags of one, {method}"] = {"distance_to_logistic_regression": distance}
+        worst = max(worst, distance / 1e-5 * 1e-6)
+    return Outcome.at_most(
+        worst,
+        1e-6,
+        description=(
+            "largest of: value above scipy's best (beyond 1e-9), weight distance to it / 100, "
+            "distance to logistic regression with bags of one / 10"
+        ),
+        details=details,
     )
