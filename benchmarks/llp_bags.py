@@ -44,8 +44,16 @@ The grid is resumable: every finished cell (data set, bag size, seed, method) is
 over several sessions. The markdown table is regenerated from whatever cells exist, with the
 number of seeds of each. Cells run in order of information (see :func:`plan`).
 
+With the markdown comes a figure, ``llp_bags.png`` (linked from the markdown; see
+:func:`figure`): one panel per data set, the mean test AUC over the seeds against the bag size
+(log scale, error bars the sd over seeds) for ``default`` (thick), ``dllp-lr`` and the networks
+``bp``, ``dllp`` and ``easyllp``, with the two oracles as dashed horizontal lines. It needs
+matplotlib; without it the figure is skipped with a note. ``--report-only`` rewrites the
+markdown and the figure from the JSON already there, running no cell and leaving the JSON as
+it is.
+
 Run ``nice -n 19 python benchmarks/llp_bags.py --resume`` (``--smoke`` for one data set, one
-bag size and one seed); results go to ``benchmarks/results/llp_bags.{json,md}``.
+bag size and one seed); results go to ``benchmarks/results/llp_bags.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -101,6 +109,29 @@ NEW_METHODS = ("default", "dllp-lr")
 DEFAULT_METHODS = ("default", "dllp-lr", "bp", "bp-paper", "dllp", "easyllp", "soft-label")
 
 LOADERS = {"adult": load_adult, "bank_marketing": load_bank_marketing, "fair": load_fair}
+
+FIGURE = "llp_bags.png"
+"""The figure's file name, next to the JSON and the markdown."""
+
+TITLES = {"adult": "Adult", "bank_marketing": "Bank Marketing", "fair": "Fair"}
+
+FIGURE_LINES = {
+    # method: colour, line width, marker, factor on the bag size (a small spread along the log
+    # axis, so that the error bars at one bag size do not overlap). The default is prominent;
+    # the linear DLLP, which the default keeps in most cells, is drawn thinner on top of it.
+    "default": ("black", 3.4, "o", 1.0),
+    "dllp-lr": ("tab:blue", 1.2, "s", 1.0),
+    "bp": ("tab:orange", 1.2, "^", 0.94),
+    "dllp": ("tab:green", 1.2, "v", 1.065),
+    "easyllp": ("tab:purple", 1.2, "D", 0.885),
+}
+"""The methods drawn against the bag size (the others would crowd the panels)."""
+
+FIGURE_ORACLES = {
+    # JSON key: label, colour (dashed horizontal lines).
+    "oracle_lr_auc": ("oracle-lr (logistic regression on instance labels)", "tab:blue"),
+    "oracle_auc": ("oracle (network on instance labels)", "0.45"),
+}
 
 
 def _run(data, bag_size, seed, settings, epochs):
@@ -332,8 +363,106 @@ def _default_summary(entry: dict, sizes: list[str]) -> list[str]:
     ]
 
 
-def markdown(results: dict, epochs: int, commits: list[str]) -> str:
-    """The report: AUC (mean ± sd and seed count) and mean seconds per data set and bag size."""
+def figure(results: dict, path: Path) -> Path | None:
+    """Draw the mean test AUC against the bag size, one panel per data set, into ``path``.
+
+    Lines for :data:`FIGURE_LINES` (mean over the seeds, error bars the sd over seeds, each
+    method at the bag sizes it ran; ``dllp-lr`` thin on top of the thick ``default``, which
+    would otherwise hide it where the two agree), dashed horizontal lines for the oracles.
+    Returns the path, or None (with a printed note) when matplotlib is missing or the drawing
+    fails: the figure never stops the benchmark.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        print(f"no figure: matplotlib is not available ({error})", flush=True)
+        return None
+    datasets = [d for d in sorted(results, key=list(LOADERS).index) if results[d]["sizes"]]
+    if not datasets:
+        return None
+    try:
+        fig = Figure(figsize=(max(4.4 * len(datasets), 5.5), 4.3), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+        for ax, dataset in zip(axes, datasets, strict=True):
+            entry = results[dataset]
+            sizes = sorted(int(s) for s in entry["sizes"])
+            for method, (colour, width, marker, factor) in FIGURE_LINES.items():
+                points = [
+                    (size, cell[method]["auc_mean"], cell[method]["auc_sd"])
+                    for size in sizes
+                    if method in (cell := entry["sizes"][str(size)])
+                ]
+                if not points:
+                    continue
+                x, mean, sd = (np.asarray(v, dtype=float) for v in zip(*points, strict=True))
+                ax.errorbar(
+                    x * factor,
+                    mean,
+                    yerr=sd,
+                    color=colour,
+                    linewidth=width,
+                    marker=marker,
+                    markersize=3 + width,
+                    capsize=2,
+                    elinewidth=max(width / 2, 0.8),
+                    label=method,
+                    zorder={"default": 3, "dllp-lr": 4}.get(method, 2),
+                )
+            for key, (label, colour) in FIGURE_ORACLES.items():
+                if entry.get(key) is not None:
+                    ax.axhline(entry[key], color=colour, linestyle="--", linewidth=1.3, label=label)
+            ax.set_xscale("log")
+            ax.set_xticks(sizes, [str(s) for s in sizes])
+            ax.minorticks_off()
+            ax.set_xlim(min(sizes) / 1.35, max(sizes) * 1.35)
+            ax.set_xlabel("bag size")
+            ax.set_title(f"{TITLES.get(dataset, dataset)} (n_train = {entry['n_train']})")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("test AUC (mean ± sd over seeds)")
+        handles = {}
+        for ax in axes:  # every label once: the methods in their order, then the oracles
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(label, handle)
+        order = list(FIGURE_LINES) + [label for label, _ in FIGURE_ORACLES.values()]
+        labels = sorted(handles, key=order.index)
+        fig.legend(
+            [handles[label] for label in labels],
+            labels,
+            loc="outside lower center",
+            ncols=len(labels) if len(datasets) >= 3 else 2,  # one row under 3 panels
+            fontsize="small",
+            frameon=False,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=90)
+    except Exception as error:  # a figure must not end a long grid
+        print(f"no figure: drawing failed ({error!r})", flush=True)
+        return None
+    return path
+
+
+def write_report(out, results: dict, epochs: int, commits: list[str], payload=None) -> None:
+    """Draw the figure and write the markdown next to it, and the JSON when ``payload`` is given.
+
+    The markdown links the figure when it was drawn.
+    """
+    out = Path(out)
+    drawn = figure(results, out / FIGURE)
+    text = markdown(results, epochs, commits, figure_name=FIGURE if drawn else None)
+    if payload is not None:
+        write_results(out, "llp_bags", payload, text)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "llp_bags.md").write_text(text.rstrip() + "\n")
+
+
+def markdown(results: dict, epochs: int, commits: list[str], figure_name: str | None = None) -> str:
+    """The report: AUC (mean ± sd and seed count) and mean seconds per data set and bag size.
+
+    ``figure_name``, the file name of the figure drawn next to the markdown, adds a line linking it.
+    """
     lines = [
         "# LLP on random bags: instance-level test AUC (mean ± sd over seeds, seed count)",
         "",
@@ -350,6 +479,13 @@ def markdown(results: dict, epochs: int, commits: list[str]) -> str:
         "cell has not run yet). Commits of the cells: " + ", ".join(commits) + ".",
         "",
     ]
+    if figure_name:
+        lines += [
+            f"Figure: [`{figure_name}`]({figure_name}), the mean test AUC against the bag size per data "
+            "set (error bars: sd over seeds) for `default` (thick), `dllp-lr`, `bp`, `dllp` "
+            "and `easyllp`, the oracles dashed.",
+            "",
+        ]
     order = list(METHODS)
     for dataset in sorted(results, key=list(LOADERS).index):
         entry = results[dataset]
@@ -424,7 +560,23 @@ def main(argv=None) -> int:
     parser.add_argument("--extra", default="adult:2048", help="dataset:size pairs, last")
     parser.add_argument("--no-clique-timing", dest="clique_timing", action="store_false")
     parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite the markdown and the figure from the JSON in --out; run no cell",
+    )
     args = parser.parse_args(argv)
+    if args.report_only:
+        path = Path(args.out) / "llp_bags.json"
+        if not path.exists():
+            raise SystemExit(f"--report-only: no {path}")
+        payload = json.loads(path.read_text())
+        finished = payload.get("cells", [])
+        n_train = {c["dataset"]: c["n_train"] for c in finished}
+        commits = sorted({c["commit"] for c in finished})
+        results = aggregate(finished, n_train)
+        write_report(args.out, results, payload.get("epochs", args.epochs), commits)
+        return 0
     settings = dict(METHODS)
     if args.smoke:
         args.datasets, args.bag_sizes, args.seeds = "fair", "16", 1
@@ -458,9 +610,7 @@ def main(argv=None) -> int:
             "cells": finished,
             "results": aggregate(finished, n_train),
         }
-        write_results(
-            args.out, "llp_bags", payload, markdown(payload["results"], args.epochs, commits)
-        )
+        write_report(args.out, payload["results"], args.epochs, commits, payload)
 
     for kind, dataset, size, seed, method in cells:
         key = _cell_key(kind, dataset, size, seed, method)

@@ -79,8 +79,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import sys
-import time
 import warnings
 from typing import Literal
 
@@ -88,6 +86,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from probkit._errors import ProbkitError
+from probkit._progress import Progress
 from probkit._sklearn import EstimatorMixin, check_fitted, validate_features
 from probkit._validate import check_choice, check_positive_int
 from probkit.cluster._columns import SCALINGS, fit_column_map
@@ -324,10 +323,9 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         ``y`` is ignored (present for scikit-learn's API). Returns ``self``.
         """
         self._check_parameters()
-        started = time.perf_counter()
+        progress = Progress("PPP", self.verbose)
         data = self._prepare(X)
         d = data.shape[1]
-        progress = _Progress(self.verbose, started)
         min_size = self.min_cluster_size or max(20, 2 * (d + 1))
         capacity = check_positive_int("max_clusters", self.max_clusters)
         engine = RowEngine(data, capacity, self.devices)
@@ -755,18 +753,6 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         self.weights_ = mixture.weights[slots] / mixture.weights[slots].sum()
         self.tree_ = tuple(state.records)
         self.node_of_cluster_ = state.node[slots].copy()
-
-
-class _Progress:
-    """Stage lines on standard error when ``verbose`` is set."""
-
-    def __init__(self, verbose: int, started: float):
-        self.verbose, self.started = verbose, started
-
-    def say(self, message: str) -> None:
-        if self.verbose:
-            seconds = time.perf_counter() - self.started
-            print(f"PPP {seconds:7.1f} s  {message}", file=sys.stderr, flush=True)
 
 
 class _TreeState:

@@ -126,7 +126,7 @@ def validate_bags(bags: Any, n: int, counts: Any = None, proportions: Any = None
     ------
     ProbkitError
         Naming the offending bags: counts outside ``[0, size]``, proportions outside ``[0, 1]``,
-        missing bag values, rows without a bag.
+        missing bag values, values for bags with no rows, rows without a bag.
     """
     bag_ids = _check_bag_ids(bags, n)
     if (counts is None) == (proportions is None):
@@ -138,6 +138,15 @@ def validate_bags(bags: Any, n: int, counts: Any = None, proportions: Any = None
         missing = [i for i in ids.tolist() if i not in given]
         if missing:
             raise ProbkitError(f"{name} has no value for bags {missing[:5]}.")
+        known = set(ids.tolist())
+        empty = [i for i in given if i not in known]
+        if empty:
+            # A count for a bag with no rows is a misaligned table (ids of another split, or
+            # of other types), not a value to drop quietly.
+            raise ProbkitError(
+                f"{name} has values for bags {empty[:5]} that no row of X belongs to; give "
+                "values only for the bags in `bags` (a bag needs at least one row)."
+            )
         values = np.array([given[i] for i in ids.tolist()], dtype=np.float64)
     else:
         values = np.asarray(given, dtype=np.float64)

@@ -123,13 +123,87 @@ def _objective(params, x, bag_of, sizes, proportions, targets, bag_weight, row_w
 def _value_and_gradient(
     flat, x, bag_of, sizes, proportions, targets, bag_weight, row_weight, l2, loss
 ):
-    def objective(flat):
-        params = (flat[:-1], flat[-1])
+    """The summed objective of ``F`` independent fits and its gradient.
+
+    ``flat`` is ``(F, d + 1)`` (weights, then intercept), ``bag_weight`` ``(F, B)`` and
+    ``row_weight`` ``(F, n)``: one fit per fold of a cross-validation, solved as one separable
+    problem, so that the folds share each pass's dispatch instead of running one after another.
+    """
+
+    def one(params, bag_weight, row_weight):
         return _objective(
-            params, x, bag_of, sizes, proportions, targets, bag_weight, row_weight, l2, loss
+            (params[:-1], params[-1]),
+            x,
+            bag_of,
+            sizes,
+            proportions,
+            targets,
+            bag_weight,
+            row_weight,
+            l2,
+            loss,
         )
 
-    return jax.value_and_grad(objective)(flat)
+    def total(flat):
+        return jnp.sum(jax.vmap(one)(flat, bag_weight, row_weight))
+
+    return jax.value_and_grad(total)(flat)
+
+
+def _solve(features, bags, loss, targets, l2, starts, keep, max_iter, tol):
+    """Minimise the ``F`` objectives of ``keep`` (``(F, B)``) from ``starts`` (``(F, d + 1)``).
+
+    Returns the parameters ``(F, d + 1)``, the summed objective, its gradient and the
+    iterations.
+    """
+    with jax.enable_x64(True):
+        arguments = (
+            jnp.asarray(features),
+            jnp.asarray(bags.bag_of),
+            jnp.asarray(bags.sizes, jnp.float64),
+            jnp.asarray(bags.proportions, jnp.float64),
+            jnp.asarray(targets, jnp.float64),
+            jnp.asarray(bags.sizes * keep, jnp.float64),
+            jnp.asarray(keep[:, bags.bag_of], jnp.float64),
+            jnp.asarray(float(l2), jnp.float64),
+        )
+        shape = starts.shape
+
+        def value_and_gradient(flat):
+            value, gradient = _value_and_gradient(
+                jnp.asarray(flat.reshape(shape)), *arguments, loss
+            )
+            return float(value), np.asarray(gradient, np.float64).ravel()
+
+        # scipy's L-BFGS-B drives the jit-compiled objective: each iteration is one pass over
+        # the rows on the device, and the loop itself compiles nothing (optax's L-BFGS in a
+        # compiled loop took 4-8 s to compile for each new shape, longer than most fits).
+        result = optimize.minimize(
+            value_and_gradient,
+            starts.ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": int(max_iter), "gtol": float(tol), "ftol": 0.0, "maxcor": 20},
+        )
+        value, gradient = value_and_gradient(result.x)
+    return result.x.reshape(shape), value, gradient.reshape(shape), int(result.nit)
+
+
+def _targets(loss, targets, n):
+    if loss not in _LOSSES:
+        raise ProbkitError(f"loss must be one of {_LOSSES}, got {loss!r}.")
+    if loss == "instance":
+        if targets is None or np.shape(targets) != (n,):
+            raise ProbkitError(f"the instance loss needs `targets` of shape ({n},).")
+        return np.asarray(targets, np.float64)
+    return np.zeros(n)
+
+
+def _start(bags, keep, d) -> np.ndarray:
+    # w = 0 and c the log-odds of the kept bags' overall proportion.
+    overall = bags.counts[keep].sum() / bags.sizes[keep].sum()
+    overall = float(np.clip(overall, 1e-6, 1 - 1e-6))
+    return np.concatenate([np.zeros(d), [np.log(overall / (1 - overall))]])
 
 
 def fit_linear(
@@ -172,60 +246,28 @@ def fit_linear(
     -------
     LinearFit
     """
-    if loss not in _LOSSES:
-        raise ProbkitError(f"loss must be one of {_LOSSES}, got {loss!r}.")
     if not (np.isscalar(l2) and np.isfinite(l2) and l2 >= 0):
         raise ProbkitError(f"l2 must be a finite number >= 0, got {l2!r}.")
     features = np.asarray(features, np.float64)
     n, d = features.shape
-    if loss == "instance":
-        if targets is None or np.shape(targets) != (n,):
-            raise ProbkitError(f"the instance loss needs `targets` of shape ({n},).")
-    else:
-        targets = np.zeros(n)
+    targets = _targets(loss, targets, n)
     keep = np.ones(bags.num_bags, bool) if held_out is None else ~np.asarray(held_out, bool)
     if not keep.any():
         raise ProbkitError("every bag is held out: nothing to fit.")
     if start is None:
-        overall = bags.counts[keep].sum() / bags.sizes[keep].sum()
-        overall = float(np.clip(overall, 1e-6, 1 - 1e-6))
-        weights0, intercept0 = np.zeros(d), np.log(overall / (1 - overall))
+        start_vector = _start(bags, keep, d)
     else:
-        weights0, intercept0 = start.coef, start.intercept
-    with jax.enable_x64(True):
-        arguments = (
-            jnp.asarray(features),
-            jnp.asarray(bags.bag_of),
-            jnp.asarray(bags.sizes, jnp.float64),
-            jnp.asarray(bags.proportions, jnp.float64),
-            jnp.asarray(targets, jnp.float64),
-            jnp.asarray(bags.sizes * keep, jnp.float64),
-            jnp.asarray(keep[bags.bag_of], jnp.float64),
-            jnp.asarray(float(l2), jnp.float64),
-        )
-
-        def value_and_gradient(flat):
-            value, gradient = _value_and_gradient(jnp.asarray(flat), *arguments, loss)
-            return float(value), np.asarray(gradient, np.float64)
-
-        # scipy's L-BFGS-B drives the jit-compiled objective: each iteration is one pass over
-        # the rows on the device, and the loop itself compiles nothing (optax's L-BFGS in a
-        # compiled loop took 4-8 s to compile for each new shape, longer than most fits).
-        result = optimize.minimize(
-            value_and_gradient,
-            np.concatenate([weights0, [intercept0]]),
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": int(max_iter), "gtol": float(tol), "ftol": 0.0, "maxcor": 20},
-        )
-        value, gradient = value_and_gradient(result.x)
+        start_vector = np.concatenate([start.coef, [start.intercept]])
+    params, value, gradient, iterations = _solve(
+        features, bags, loss, targets, l2, start_vector[None], keep[None], max_iter, tol
+    )
     return LinearFit(
-        coef=np.asarray(result.x[:-1]),
-        intercept=float(result.x[-1]),
+        coef=params[0, :-1],
+        intercept=float(params[0, -1]),
         l2=float(l2),
         objective=value,
         gradient_norm=float(np.max(np.abs(gradient))),
-        iterations=int(result.nit),
+        iterations=iterations,
     )
 
 
@@ -321,29 +363,22 @@ def choose_l2(
             grid[0], grid[::-1], np.zeros(len(grid)), np.zeros(len(grid)), zeros, zeros
         )
     fold = bag_folds(bags.num_bags, folds, seed)
-    losses = np.zeros((len(grid), bags.num_bags))
+    features = np.asarray(features, np.float64)
+    targets = _targets(loss, targets, features.shape[0])
+    keep = np.stack([fold != f for f in range(folds)])  # (F, B): the bags each fold fits on
     constant = np.zeros(bags.num_bags)
     for f in range(folds):
-        held = fold == f
-        rows = held[bags.bag_of]
-        overall = bags.counts[~held].sum() / bags.sizes[~held].sum()
+        held = ~keep[f]
+        overall = bags.counts[keep[f]].sum() / bags.sizes[keep[f]].sum()
         constant[held] = bag_loss(np.full(len(bags.bag_of), overall), bags)[held]
-        start = None
-        for g, l2 in enumerate(grid):
-            start = fit_linear(
-                features,
-                bags,
-                loss=loss,
-                targets=targets,
-                l2=l2,
-                start=start,
-                held_out=held,
-                tol=_CV_TOL,
-            )
-            probability = special.expit(linear_logits(start, features[rows]))
-            full = np.zeros(len(bags.bag_of))
-            full[rows] = probability
-            losses[g, held] = bag_loss(full, bags)[held]
+    losses = np.zeros((len(grid), bags.num_bags))
+    params = np.stack([_start(bags, keep[f], features.shape[1]) for f in range(folds)])
+    row_fold = fold[bags.bag_of]
+    for g, l2 in enumerate(grid):
+        # Every fold in one solve, each warm-started from its fit at the previous penalty.
+        params = _solve(features, bags, loss, targets, l2, params, keep, 500, _CV_TOL)[0]
+        logits = np.einsum("nd,nd->n", features, params[row_fold, :-1]) + params[row_fold, -1]
+        losses[g] = bag_loss(special.expit(logits), bags)  # each bag by its own fold's model
     score = np.array([paired_difference(row, np.zeros_like(row), bags.sizes)[0] for row in losses])
     best = int(np.argmin(score))
     se = np.array([paired_difference(row, losses[best], bags.sizes)[1] for row in losses])

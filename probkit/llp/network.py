@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -181,6 +182,7 @@ def train_network(
     batch_rows: int = 1024,
     patience: int = 5,
     aggregate_weight: float = 0.1,
+    on_epoch: Callable[[int, float, float | None], None] | None = None,
 ) -> tuple[NetworkParams, TrainingReport]:
     """Train with AdamW on mini-batches of whole bags, keeping the best epoch on held-out bags.
 
@@ -205,6 +207,9 @@ def train_network(
         needs no instance label. Without it, training runs all epochs.
     epochs, learning_rate, weight_decay, batch_rows, patience, aggregate_weight
         The optimiser's settings; ``batch_rows`` is the approximate number of rows per batch.
+    on_epoch : callable, optional
+        Called after every epoch with its number (from 1), its mean training loss and the
+        held-out bag loss (None without validation): progress for long fits.
 
     Returns
     -------
@@ -232,9 +237,11 @@ def train_network(
         order = np.asarray(jax.random.permutation(shuffle_key, num_bags))
         order = np.resize(order, num_batches * bags_per_batch)  # wrap to whole batches
         batches = jnp.asarray(order.reshape(num_batches, bags_per_batch))
-        params, state, _ = epoch_fn(params, state, x_device, *arrays, batches)
+        params, state, training_loss = epoch_fn(params, state, x_device, *arrays, batches)
         if validation is None:
             best, best_epoch = params, epoch
+            if on_epoch is not None:
+                on_epoch(epoch + 1, float(training_loss), None)
             continue
         value = float(
             _bag_validation_loss(
@@ -246,6 +253,8 @@ def train_network(
             )
         )
         losses.append(value)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, float(training_loss), value)
         if value < best_loss - 1e-5:
             best, best_loss, best_epoch = params, value, epoch
         elif epoch - best_epoch >= patience:

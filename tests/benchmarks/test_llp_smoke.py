@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from _common import load_benchmark as load
 
 
@@ -31,6 +32,11 @@ def test_llp_scale_benchmark_smoke(tmp_path):
     # The marginals and the network both beat chance on the logistic model's labels.
     assert run["bp"]["marginal_auc"] > 0.6
     assert run["train"]["test_auc"] > 0.55
+    # The exact backend finds the exact neighbours.
+    assert run["knn"]["recall"] == 1.0
+    assert run["knn"]["distance_ratio"] == pytest.approx(1.0)
+    assert run["default"]["chosen"].startswith(("linear", "network"))
+    assert run["default"]["test_auc"] > 0.55
     assert "| 1e+03 | 16 | exact |" in (tmp_path / "llp_scale.md").read_text()
 
 

@@ -37,6 +37,7 @@ def test_validate_bags_renumbers_ids_and_converts_proportions():
         (["a", "b", "b"], {"proportions": [0.5, 1.5]}, r"bags \['b'\]"),
         ([0, 0, 1], {"counts": [1]}, "one value per bag"),
         ([0, 0, 1], {"counts": {0: 1}}, r"no value for bags \[1\]"),
+        ([0, 0, 1], {"counts": {0: 1, 1: 0, 7: 2}}, r"bags \[7\] that no row of X belongs to"),
         ([0, np.nan, 1], {"counts": [1, 0]}, r"rows \[1\] have no bag"),
         ([0, -np.inf, 1], {"counts": [1, 0]}, r"rows \[1\] have no bag \(NaN or infinite id\)"),
         ([0, -1, 1], {"counts": [1, 0]}, r"rows \[1\] have a negative bag id"),

@@ -101,15 +101,17 @@ def test_the_default_keeps_the_linear_model_on_few_bags():
 
 
 def test_the_default_takes_a_network_when_held_out_bags_show_it_helps():
-    # An XOR label: no linear model can rank it, a network can; 250 bags of 8, 25 held out.
+    # An XOR label: no linear model can rank it, a network can; 500 bags of 8, 50 held out (25
+    # stop the networks' training, 25 judge the candidates).
     rng = np.random.default_rng(3)
-    X = rng.normal(size=(2000, 2))
+    X = rng.normal(size=(4000, 2))
     y = ((X[:, 0] > 0) ^ (X[:, 1] > 0)).astype(int)
     ids, counts, _ = _bags(y, 8, seed=3)
     model = LLPClassifier(hidden=(16, 8), epochs=40, batch_rows=256).fit(X, ids, counts)
     assert model.model_ == "network", model.selection_
     names = [c["model"] for c in model.selection_["candidates"]]
     assert names == ["linear dllp", "network easyllp", "network dllp"]
+    assert model.selection_["stopping_bags"] == model.selection_["judging_bags"] == 25
     X_test = rng.normal(size=(1000, 2))
     y_test = ((X_test[:, 0] > 0) ^ (X_test[:, 1] > 0)).astype(int)
     assert roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]) > 0.8
@@ -172,3 +174,18 @@ def test_linear_logits_are_the_affine_map():
     bags = validate_bags(np.arange(200) // 10, 200, counts=np.bincount(np.arange(200) // 10, y))
     fit = fit_linear(x, bags, l2=1e-2)
     np.testing.assert_allclose(linear_logits(fit, x), x @ fit.coef + fit.intercept)
+
+
+def test_verbose_fits_report_their_stages_on_standard_error(capsys):
+    x, y = _logistic_data(400, 3, seed=10)
+    ids, counts, _ = _bags(y, 8, seed=10)
+    LLPClassifier(verbose=1).fit(x, ids, counts)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("LLPClassifier")
+    assert "400 rows × 3 features in 50 bags" in lines[0]
+    assert any("linear dllp: l2 =" in line for line in lines)
+    assert "chose linear dllp" in lines[-1]
+    LLPClassifier().fit(x, ids, counts)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ProbkitError, match="verbose"):
+        LLPClassifier(verbose=-1).fit(x, ids, counts)
