@@ -49,6 +49,21 @@ from probkit.llp import (
 
 NAME = "llp_scale"
 STAGES = ("knn", "bp", "train", "default")
+COLUMNS = (  # (header, stage, key) of the results table after rows and bag size
+    ("kNN backend", "knn", "backend"),
+    ("kNN first s", "knn", "first_call_s"),
+    ("kNN steady s", "knn", "steady_s"),
+    ("kNN recall", "knn", "recall"),
+    ("kNN distance ratio", "knn", "distance_ratio"),
+    ("BP first s", "bp", "first_call_s"),
+    ("BP steady s", "bp", "steady_s"),
+    ("BP marginal AUC", "bp", "marginal_auc"),
+    ("train s/epoch", "train", "steady_s_per_epoch"),
+    ("test AUC", "train", "test_auc"),
+    ("default fit s", "default", "first_call_s"),
+    ("default chose", "default", "chosen"),
+    ("default test AUC", "default", "test_auc"),
+)
 D, BAG_SIZE, NEIGHBOURS, SWEEPS = 16, 64, 5, 100
 
 
@@ -205,23 +220,8 @@ def _write(out, payload):
         return "" if value is None else value
 
     rows = [
-        [
-            f"{r['rows']:.0e}",
-            r.get("bag_size", BAG_SIZE),
-            cell(r, "knn", "backend"),
-            cell(r, "knn", "first_call_s"),
-            cell(r, "knn", "steady_s"),
-            cell(r, "knn", "recall"),
-            cell(r, "knn", "distance_ratio"),
-            cell(r, "bp", "first_call_s"),
-            cell(r, "bp", "steady_s"),
-            cell(r, "bp", "marginal_auc"),
-            cell(r, "train", "steady_s_per_epoch"),
-            cell(r, "train", "test_auc"),
-            cell(r, "default", "first_call_s"),
-            cell(r, "default", "chosen"),
-            cell(r, "default", "test_auc"),
-        ]
+        [f"{r['rows']:.0e}", r.get("bag_size", BAG_SIZE)]
+        + [cell(r, stage, key) for _, stage, key in COLUMNS]
         for r in runs
     ]
     lines = [
@@ -234,23 +234,7 @@ def _write(out, payload):
         "`python benchmarks/llp_scale.py`.",
         "",
         markdown_table(
-            [
-                "rows",
-                "bag size",
-                "kNN backend",
-                "kNN first s",
-                "kNN steady s",
-                "kNN recall",
-                "kNN distance ratio",
-                "BP first s",
-                "BP steady s",
-                "BP marginal AUC",
-                "train s/epoch",
-                "test AUC",
-                "default fit s",
-                "default chose",
-                "default test AUC",
-            ],
+            ["rows", "bag size"] + [header for header, _, _ in COLUMNS],
             rows,
         ),
     ]

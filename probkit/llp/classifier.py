@@ -70,7 +70,7 @@ from probkit.inference.bp import belief_propagation, shard_mrf
 from probkit.llp.bags import Bags, validate_bags
 from probkit.llp.gibbs import llp_field, similarity_weights
 from probkit.llp.knn import knn_graph, truncate_knn_graph
-from probkit.llp.linear import bag_loss, choose_l2, fit_linear, paired_difference
+from probkit.llp.linear import bag_loss, choose_l2, fit_linear, linear_logits, paired_difference
 from probkit.llp.network import init_network, predict_logits, train_network
 
 __all__ = ["AUTO_NEIGHBORS_GRID", "AUTO_SIMILARITY_GRID", "METHODS", "LLPClassifier"]
@@ -520,25 +520,12 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         return params, report
 
     def _fit_baseline(self, key, features, rows, bags: Bags, validation, method):
-        proportion = bags.proportions[bags.bag_of]
-        if method == "dllp":
-            return self._train(key, features, rows, bags, proportion, validation, "bag", 0.0)[0]
-        if method == "easyllp":
-            overall = bags.counts.sum() / bags.sizes.sum()
-            targets = bags.sizes[bags.bag_of] * (proportion - overall) + overall
-        else:
-            targets = proportion
-        return self._train(key, features, rows, bags, targets, validation, "instance", 0.0)[0]
+        loss, targets = _loss_and_targets(bags, method)
+        return self._train(key, features, rows, bags, targets, validation, loss, 0.0)[0]
 
-    def _fit_linear(self, standardised, bags: Bags, method, held_out=None):
+    def _fit_linear(self, standardised, bags: Bags, method):
         """The linear model of ``method`` and its penalty choice (None when ``l2`` is given)."""
-        loss, targets = "bag", None
-        if method != "dllp":
-            proportion = bags.proportions[bags.bag_of]
-            loss, targets = "instance", proportion
-            if method == "easyllp":
-                overall = bags.counts.sum() / bags.sizes.sum()
-                targets = bags.sizes[bags.bag_of] * (proportion - overall) + overall
+        loss, targets = _loss_and_targets(bags, method)
         start = time.perf_counter()
         choice = None
         if self.l2 == "auto":
@@ -546,7 +533,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
                 standardised, bags, loss=loss, targets=targets, seed=self.random_state
             )
         l2 = choice.l2 if choice is not None else float(self.l2)
-        fit = fit_linear(standardised, bags, loss=loss, targets=targets, l2=l2, held_out=held_out)
+        fit = fit_linear(standardised, bags, loss=loss, targets=targets, l2=l2)
         self.timings_["train"] += time.perf_counter() - start
         how = "given" if choice is None else "chosen by cross-validation over bags"
         self._progress.say(
@@ -590,11 +577,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             selection |= {
                 "l2_grid": choice.grid,
                 "l2_cv_loss": choice.cv_loss.tolist(),
-                "constant_cv_loss": float(
-                    paired_difference(
-                        choice.constant_bag_loss, 0 * choice.constant_bag_loss, bags.sizes
-                    )[0]
-                ),
+                "constant_cv_loss": float(np.average(choice.constant_bag_loss, weights=bags.sizes)),
             }
         if not judging.any():
             selection["reason"] = (
@@ -610,12 +593,12 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             # Every candidate is judged on the same held-out bags, which none of them has seen,
             # by the same yardstick, the bag loss of its predicted probabilities, whatever loss
             # it was trained with.
-            sizes = bags.sizes[judging]
+            judged_rows, judged = bags.subset(np.flatnonzero(judging))
             on_train = fit_linear(standardised, bags, l2=linear.l2, start=linear, held_out=held_out)
             reference = bag_loss(
-                special.expit(standardised @ on_train.coef + on_train.intercept), bags
-            )[judging]
-            base = paired_difference(reference, 0 * reference, sizes)[0]
+                special.expit(linear_logits(on_train, standardised[judged_rows])), judged
+            )
+            base = float(np.average(reference, weights=judged.sizes))
             selection["candidates"].append(
                 {"model": "linear dllp", "held_out_loss": base, "seconds": seconds}
             )
@@ -626,9 +609,9 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
                 params = self._fit_baseline(
                     key_method, features, rows, train_bags, validation, method
                 )
-                logits = predict_logits(params, features)[0]
-                loss = bag_loss(special.expit(logits.astype(np.float64)), bags)[judging]
-                difference, se = paired_difference(loss, reference, sizes)
+                logits = predict_logits(params, features[judged_rows])[0]
+                loss = bag_loss(special.expit(logits.astype(np.float64)), judged)
+                difference, se = paired_difference(loss, reference, judged.sizes)
                 selection["candidates"].append(
                     {
                         "model": f"network {method}",
@@ -640,7 +623,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
                 )
                 if difference + AUTO_MARGIN_SE * se < 0 and (best is None or difference < best[0]):
                     best = (difference, method, params)
-            held = int(judging.sum())
+            held = judged.num_bags
             selection["stopping_bags"] = int((held_out & ~judging).sum())
             selection["judging_bags"] = held
             if best is None:
@@ -883,6 +866,17 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         if self.model_ == "linear":
             return features
         return predict_logits(self.params_, features)[1]
+
+
+def _loss_and_targets(bags: Bags, method: str) -> tuple[str, np.ndarray]:
+    """The loss of ``method`` and its per-row targets (read by the instance loss only)."""
+    proportion = bags.proportions[bags.bag_of]
+    if method == "dllp":
+        return "bag", proportion
+    if method == "easyllp":
+        overall = bags.counts.sum() / bags.sizes.sum()
+        return "instance", bags.sizes[bags.bag_of] * (proportion - overall) + overall
+    return "instance", proportion
 
 
 def _is_number(value: Any) -> bool:

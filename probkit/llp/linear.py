@@ -379,7 +379,7 @@ def choose_l2(
         params = _solve(features, bags, loss, targets, l2, params, keep, 500, _CV_TOL)[0]
         logits = np.einsum("nd,nd->n", features, params[row_fold, :-1]) + params[row_fold, -1]
         losses[g] = bag_loss(special.expit(logits), bags)  # each bag by its own fold's model
-    score = np.array([paired_difference(row, np.zeros_like(row), bags.sizes)[0] for row in losses])
+    score = np.average(losses, axis=1, weights=bags.sizes)
     best = int(np.argmin(score))
     se = np.array([paired_difference(row, losses[best], bags.sizes)[1] for row in losses])
     chosen = min(g for g in range(len(grid)) if score[g] <= score[best] + se[g])
