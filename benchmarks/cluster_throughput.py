@@ -6,7 +6,11 @@ itself (``max_clusters = 32``: the capacity is the static width of every compile
 is set near the expected k); ``KMeans`` (``n_init=1``, Lloyd) and ``MiniBatchKMeans``
 (``n_init=1``, ``batch_size=4096``) are **told k = 10**. Reported: k found, ARI against the
 generating labels, the first call (PPP: trace + compile + run) and the steady time of a second
-call on the same shape, rows per second, and PPP's number of passes over the data.
+call on the same shape, rows per second, and PPP's number of passes over the data. PPP runs
+with its default (the tree grown on a hashed subsample of 65536 rows, centres refined and
+rows labelled on all of them), with ``tree_rows=131072`` and with the tree grown on every row
+(``tree_rows=None``, up to 1e6 rows). A second table fits 1e6 rows of 30 clusters whose sizes
+span 1 : 2000 with several ``tree_rows``: what a subsample costs in small clusters.
 
 The assignment step (every row to its nearest centre: a ``(rows × d) · (d × K)`` product and an
 argmin) is timed on its own over PPP's row blocks, and its arithmetic rate ``2·n·K·d`` flop/s
@@ -95,6 +99,69 @@ class PassCounter:
         RowEngine._reduce = self._original
 
 
+PPP_VARIANTS = {
+    "PPP (default)": {},
+    "PPP (tree on 131072 rows)": {"tree_rows": 1 << 17},
+    "PPP (tree on every row)": {"tree_rows": None},
+}
+FULL_TREE_UP_TO = 10**6
+
+
+def _time_ppp(X, truth, params):
+    """First call, steady call and passes of PPP with ``params``; the result and the model."""
+    start = time.perf_counter()
+    PPP(max_clusters=CAPACITY, **params).fit(X)
+    first = time.perf_counter() - start
+    with PassCounter() as counter:
+        start = time.perf_counter()
+        model = PPP(max_clusters=CAPACITY, **params).fit(X)
+        steady = time.perf_counter() - start
+    return {
+        "k": model.n_clusters_,
+        "ari": adjusted_rand_index(truth, model.labels_),
+        "first_call_s": first,
+        "steady_s": steady,
+        "rows_per_s": X.shape[0] / steady,
+        "passes": counter.passes,
+        "tree_rows": model.tree_rows_,
+    }, model
+
+
+def rare_clusters(n, seed=0):
+    """``RARE_K`` Gaussian clusters whose sizes span 1 : 2000 (the smallest ~0.01 % of n)."""
+    rng = np.random.default_rng(seed)
+    weights = np.geomspace(1, 2000, RARE_K)
+    centres = rng.uniform(-12, 12, (RARE_K, D))
+    labels = rng.choice(RARE_K, size=n, p=weights / weights.sum())
+    X = (centres[labels] + rng.standard_normal((n, D), dtype=np.float32)).astype(np.float32)
+    return X, labels
+
+
+RARE_K = 30
+RARE_TREE_ROWS = (None, 1 << 17, 1 << 16, 1 << 15)
+
+
+def _rare_cluster_rows(n):
+    """k found, ARI and seconds on `rare_clusters` for several ``tree_rows``."""
+    X, truth = rare_clusters(n)
+    out = {"rows": n, "smallest_cluster_rows": int(np.bincount(truth).min()), "fits": []}
+    for tree_rows in RARE_TREE_ROWS:
+        PPP(max_clusters=64, tree_rows=tree_rows).fit(X[:4096])  # compile the block shapes
+        start = time.perf_counter()
+        model = PPP(max_clusters=64, tree_rows=tree_rows).fit(X)
+        seconds = time.perf_counter() - start
+        out["fits"].append(
+            {
+                "tree_rows": model.tree_rows_,
+                "k": model.n_clusters_,
+                "ari": adjusted_rand_index(truth, model.labels_),
+                "seconds": seconds,
+            }
+        )
+        print("rare clusters", out["fits"][-1], flush=True)
+    return out
+
+
 def main(argv=None):
     """Run the benchmark and write its results; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -109,22 +176,10 @@ def main(argv=None):
     for n in sizes:
         X, truth = make_data(n)
         entry = {}
-        model = PPP(max_clusters=CAPACITY)
-        start = time.perf_counter()
-        model.fit(X)
-        first = time.perf_counter() - start
-        with PassCounter() as counter:
-            start = time.perf_counter()
-            model = PPP(max_clusters=CAPACITY).fit(X)
-            steady = time.perf_counter() - start
-        entry["PPP"] = {
-            "k": model.n_clusters_,
-            "ari": adjusted_rand_index(truth, model.labels_),
-            "first_call_s": first,
-            "steady_s": steady,
-            "rows_per_s": n / steady,
-            "passes": counter.passes,
-        }
+        for name, params in PPP_VARIANTS.items():
+            if params.get("tree_rows", 1) is None and n > FULL_TREE_UP_TO and not args.smoke:
+                continue  # minutes per fit: the variant is measured up to FULL_TREE_UP_TO
+            entry[name], model = _time_ppp(X, truth, params)
         seconds, rate = assignment_rate(X, model._centers_standard)
         entry["assignment_step"] = {
             "seconds": seconds,
@@ -163,8 +218,10 @@ def main(argv=None):
             },
             flush=True,
         )
+    rare = _rare_cluster_rows(4096 if args.smoke else 10**6)
     payload = {
         "machine": machine_info(),
+        "rare_clusters": rare,
         "matmul_flops_per_s": peak,
         "k_true": K_TRUE,
         "d": D,
@@ -172,23 +229,28 @@ def main(argv=None):
         "results": {str(n): v for n, v in rows.items()},
         "skipped": {"scikit-learn": reason} if reason else {},
     }
-    write_results(args.out, "cluster_throughput", payload, _markdown(rows, peak))
+    write_results(args.out, "cluster_throughput", payload, _markdown(rows, peak, rare))
     return 0
 
 
-def _markdown(rows, peak):
+def _markdown(rows, peak, rare):
     lines = [
         "# PPP throughput against scikit-learn's KMeans and MiniBatchKMeans",
         "",
         f"K = {K_TRUE} Gaussian clusters in d = {D}, float32; PPP finds k (capacity "
-        f"{CAPACITY}), the k-means peers are told k. Steady = a second call on the same shape; "
-        f"first = trace + compile + run for PPP. Matrix-multiply rate of this machine: "
-        f"{peak / 1e9:.1f} GFLOP/s. `python benchmarks/cluster_throughput.py`.",
+        f"{CAPACITY}), the k-means peers are told k. PPP's default grows its tree on a hashed "
+        "subsample of at most 65536 rows (`tree_rows`) and refines the centres and labels on "
+        "every row; 'tree on every row' is `tree_rows=None` (measured up to "
+        f"{FULL_TREE_UP_TO:.0e} rows). Steady = a second call on the same shape; first = "
+        "trace + compile + run for PPP. × KMeans = steady seconds over KMeans' steady seconds. "
+        f"Matrix-multiply rate of this machine: {peak / 1e9:.1f} GFLOP/s. "
+        "`python benchmarks/cluster_throughput.py`.",
         "",
     ]
     table = []
     for n, entry in rows.items():
-        for method in ("PPP", "KMeans (k given)", "MiniBatchKMeans (k given)"):
+        kmeans = entry.get("KMeans (k given)", {}).get("steady_s")
+        for method in (*PPP_VARIANTS, "KMeans (k given)", "MiniBatchKMeans (k given)"):
             if method not in entry:
                 continue
             r = entry[method]
@@ -200,15 +262,39 @@ def _markdown(rows, peak):
                     r["ari"],
                     r["first_call_s"],
                     r["steady_s"],
+                    r["steady_s"] / kmeans if kmeans else "",
                     r["rows_per_s"],
                     r.get("passes", ""),
                 ]
             )
     lines.append(
         markdown_table(
-            ["rows", "method", "k", "ARI", "first call s", "steady s", "rows/s", "passes"], table
+            [
+                "rows",
+                "method",
+                "k",
+                "ARI",
+                "first call s",
+                "steady s",
+                "× KMeans",
+                "rows/s",
+                "passes",
+            ],
+            table,
         )
     )
+    lines += [
+        "",
+        f"The price of the subsample: {rare['rows']:.0e} rows of {RARE_K} Gaussian clusters in "
+        f"d = {D} whose sizes span 1 : 2000 (the smallest {rare['smallest_cluster_rows']} rows), "
+        "fitted with several `tree_rows` (a cluster needs about 2 × min_cluster_size rows in "
+        "the subsample to be split off; capacity 64, block shapes compiled beforehand):",
+        "",
+        markdown_table(
+            ["tree rows", "k found", "ARI", "seconds"],
+            [[f["tree_rows"], f["k"], f["ari"], f["seconds"]] for f in rare["fits"]],
+        ),
+    ]
     lines += ["", "Assignment step over PPP's row blocks (2·n·K·d flop, K = capacity):", ""]
     lines.append(
         markdown_table(

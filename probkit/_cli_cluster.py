@@ -64,6 +64,13 @@ def add_parser(commands) -> None:
     cluster.add_argument(
         "--max-clusters", type=int, default=128, help="capacity of the tree (default 128)"
     )
+    cluster.add_argument(
+        "--tree-rows",
+        type=int,
+        default=1 << 16,
+        help="grow the split tree on a hashed subsample of at most this many rows, then label "
+        "every row (default 65536; 0: grow it on every row)",
+    )
     cluster.add_argument("--json", type=Path, help="also write the tree and the result as JSON")
 
 
@@ -146,6 +153,7 @@ def run(arguments: argparse.Namespace) -> int:
             alpha=arguments.alpha,
             scale=arguments.scale,
             max_clusters=arguments.max_clusters,
+            tree_rows=arguments.tree_rows or None,
             verbose=1,
         ).fit(pandas.DataFrame(data, columns=names))
     seconds = time.perf_counter() - start
@@ -177,6 +185,7 @@ def run(arguments: argparse.Namespace) -> int:
             "columns_used": used,
             "columns_dropped": {names[j]: why for j, why in model.dropped_reasons_.items()},
             "n_rows": int(data.shape[0]),
+            "tree_rows": model.tree_rows_,
             "n_clusters": model.n_clusters_,
             "sizes": sizes.tolist(),
             "centers": model.cluster_centers_.tolist(),

@@ -78,9 +78,25 @@ class ColumnMap:
     dropped_spread: np.ndarray
     covariance: np.ndarray
 
-    def to_working(self, data: np.ndarray) -> np.ndarray:
-        """Rows of the full table in working coordinates."""
-        return (data[:, self.kept] - self.center) @ self.matrix
+    def to_working(self, data: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """Rows of the full table in working coordinates, as ``dtype``.
+
+        Computed in float64 over row chunks and written into one array of ``dtype``: no
+        temporary as large as the table (fresh memory costs more than the arithmetic).
+        """
+        every_column = self.kept.size == data.shape[1] and bool(
+            np.all(self.kept == np.arange(data.shape[1]))
+        )
+        diagonal = np.count_nonzero(self.matrix - np.diag(np.diagonal(self.matrix))) == 0
+        out = np.empty((data.shape[0], self.kept.size), dtype=dtype)
+        for start in range(0, data.shape[0], _CHUNK_ROWS):
+            rows = data[start : start + _CHUNK_ROWS]
+            shifted = (rows if every_column else rows[:, self.kept]) - self.center
+            if diagonal:  # a per-column scaling: no matrix product
+                out[start : start + _CHUNK_ROWS] = shifted * np.diagonal(self.matrix)
+            else:
+                out[start : start + _CHUNK_ROWS] = shifted @ self.matrix
+        return out
 
     def to_data(self, points: np.ndarray) -> np.ndarray:
         """Points in working coordinates back in the data's units, every column included."""
@@ -113,13 +129,32 @@ class ColumnMap:
         return np.max(np.abs(data[:, columns] - predicted), axis=0) / self.dropped_spread
 
 
+_CHUNK_ROWS = 1 << 16
+
+
+def _centred_covariance(data: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``(data − mean)ᵀ(data − mean) / n``, centred row chunk by row chunk.
+
+    Centring before the product keeps columns with large offsets exact (the raw second moment
+    minus the squared mean cancels their digits); chunks keep the centred copy small, where a
+    full one costs more in fresh memory than the product itself (0.25 s against 0.03 s at
+    1e6 × 16).
+    """
+    d = data.shape[1]
+    total = np.zeros((d, d))
+    for start in range(0, data.shape[0], _CHUNK_ROWS):
+        centred = data[start : start + _CHUNK_ROWS] - mean
+        total += centred.T @ centred
+    return total / data.shape[0]
+
+
 def fit_column_map(data: np.ndarray, scaling: Scaling, names=None) -> ColumnMap:
     """Screen the columns of ``data`` (shape ``(n, d)``, finite) and fit the scaling.
 
     Parameters
     ----------
     data : numpy.ndarray
-        The table, float64.
+        The table, float32 or float64 (the statistics are taken in float64).
     scaling : {"standard", "robust", "whiten", "none"}
         How the kept columns are scaled (see the module documentation).
     names : sequence of str, optional
@@ -130,15 +165,15 @@ def fit_column_map(data: np.ndarray, scaling: Scaling, names=None) -> ColumnMap:
     ColumnMap
         The map; ``kept`` is empty when no column varies.
     """
-    n, d = data.shape
+    d = data.shape[1]
     names = [f"column {j}" for j in range(d)] if names is None else [repr(str(m)) for m in names]
-    mean = data.mean(axis=0)
-    centred = data - mean
-    spread = np.sqrt(np.mean(centred**2, axis=0))
+    mean = data.mean(axis=0, dtype=np.float64)
+    covariance = _centred_covariance(data, mean)
+    spread = np.sqrt(np.maximum(np.diagonal(covariance), 0.0))
     # A column is constant when its spread is at rounding level for its magnitude.
-    constant = spread <= 1e-12 * np.maximum(np.abs(data).max(axis=0), 1e-300)
+    magnitude = np.maximum(np.abs(data.max(axis=0)), np.abs(data.min(axis=0))).astype(float)
+    constant = spread <= 1e-12 * np.maximum(magnitude, 1e-300)
     unit = np.where(constant, 1.0, spread)
-    covariance = centred.T @ centred / n  # d × d: one pass over the data
     correlation = covariance / np.outer(unit, unit)
 
     kept: list[int] = []
@@ -201,10 +236,10 @@ def fit_column_map(data: np.ndarray, scaling: Scaling, names=None) -> ColumnMap:
             empty,
         )
 
-    values = data[:, kept_index]
     if scaling == "robust":
-        center = np.median(values, axis=0)
-        quartiles = np.percentile(values, [25, 75], axis=0)
+        values = data[:, kept_index]
+        center = np.median(values, axis=0).astype(np.float64)
+        quartiles = np.percentile(values, [25, 75], axis=0).astype(np.float64)
         scale = (quartiles[1] - quartiles[0]) / 1.349  # the standard deviation of a Gaussian
         scale = np.where(scale > 0, scale, spread[kept_index])
         matrix = np.diag(1.0 / scale)

@@ -36,7 +36,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["MixtureParameters", "RowEngine", "regularise_covariances"]
+__all__ = ["MixtureParameters", "RowEngine", "device_dtype", "regularise_covariances"]
 
 _BLOCK_BYTES = 1 << 26  # budget for the largest per-block intermediate (64 MiB)
 _CHUNK_VALUES = {"cpu": 1 << 18, "other": 1 << 24}
@@ -270,6 +270,11 @@ def _add(total, stats):
     return jax.tree.map(jnp.add, total, stats)
 
 
+def device_dtype() -> np.dtype:
+    """The float dtype of the passes: float32, or float64 when JAX runs with x64 enabled."""
+    return np.dtype(jnp.asarray(0.0).dtype)
+
+
 def gaussian_factors(covariances: np.ndarray, weights: np.ndarray, dtype):
     """Whitening factors ``W`` (``Σ⁻¹ = WᵀW``) and ``log w − ½ log det 2πΣ`` for the device."""
     d = covariances.shape[-1]
@@ -298,7 +303,7 @@ class RowEngine:
     def __init__(self, data: np.ndarray, capacity: int, devices=None):
         self.n, self.d = data.shape
         self.capacity = capacity
-        self.dtype = jnp.asarray(0.0).dtype
+        self.dtype = device_dtype()
         devices = list(devices) if devices is not None else jax.local_devices()[:1]
         self._chunk = _CHUNK_VALUES["cpu" if devices[0].platform == "cpu" else "other"]
         # The largest per-row intermediates of the passes that work on a whole block at once:

@@ -110,3 +110,24 @@ def test_bad_files_are_reported(tmp_path, text, args, message, capsys):
 def test_missing_file(tmp_path, capsys):
     assert main(["cluster", str(tmp_path / "none.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_tree_rows_grows_the_tree_on_a_subsample_and_labels_every_row(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(0, 1, (700, 2)), rng.normal(10, 1, (600, 2))])
+    path = tmp_path / "large.csv"
+    _write(path, X, header=False)
+    summary_path = tmp_path / "t.json"
+    arguments = ["cluster", str(path), "--tree-rows", "1000", "--json", str(summary_path)]
+    assert main(arguments) == 0
+    assert "grown on 1000 rows" in capsys.readouterr().out
+    summary = json.loads(summary_path.read_text())
+    assert (summary["tree_rows"], summary["n_rows"], summary["n_clusters"]) == (1000, 1300, 2)
+    assert summary["tree"][0]["size"] == 1000
+    rows = (tmp_path / "large.labels.csv").read_text().splitlines()
+    labels = np.array([int(r.split(",")[0]) for r in rows[1:]])
+    assert labels.size == 1300
+    assert len(set(labels[:700])) == 1
+    assert len(set(labels[700:])) == 1
+    assert main(["cluster", str(path), "--tree-rows", "0", "--overwrite"]) == 0
+    assert "grown on 1300 rows" in capsys.readouterr().out

@@ -380,6 +380,9 @@ def test_bad_input_is_refused(X, match):
         ({"min_cluster_size": 0}, "`min_cluster_size`"),
         ({"tol": 0}, "`tol`"),
         ({"verbose": -1}, "`verbose`"),
+        ({"tree_rows": 999}, "`tree_rows` must be None"),
+        ({"tree_rows": 2000.0}, "`tree_rows` must be None"),
+        ({"tree_rows": True}, "`tree_rows` must be None"),
     ],
 )
 def test_bad_parameters_are_refused(params, match, blobs):
@@ -452,3 +455,30 @@ def test_devices_hosts_and_threads_do_not_change_the_labels():
     digest = hashlib.sha256(here.labels_.astype(np.int64).tobytes())
     # gloo logs its connections to stdout: the digest is the last line.
     assert [out.strip().splitlines()[-1] for out, _ in outputs] == [digest.hexdigest()] * 2
+
+
+def test_tree_on_a_subsample_finds_the_clusters_and_labels_every_row():
+    # 1600 rows, the tree grown on 1000 of them: the same five clusters, every row labelled
+    # by the centres refined on all rows, and the mixture still a distribution. (The smallest
+    # cluster keeps about 90 rows in the subsample; SIZES' 80-row cluster would keep about 54,
+    # too few for the dip test beside its 600-row neighbour: the price of a subsample, which
+    # is why `tree_rows` is far larger by default.)
+    X, y = _blobs(sizes=(400, 200, 250, 600, 150))
+    sampled = PPP(tree_rows=1000).fit(X)
+    full = PPP(tree_rows=None).fit(X)
+    assert (sampled.tree_rows_, full.tree_rows_) == (1000, X.shape[0])
+    assert sampled.tree_[0].size == 1000
+    assert full.tree_[0].size == X.shape[0]
+    assert sampled.n_clusters_ == 5
+    assert adjusted_rand_score(y, sampled.labels_) > 0.99
+    assert adjusted_rand_score(full.labels_, sampled.labels_) > 0.99
+    assert np.array_equal(sampled.labels_, sampled.predict(X))
+    assert sampled.weights_.sum() == pytest.approx(1.0)
+    assert "grown on 1000 rows" in sampled.summary()
+
+
+def test_a_table_within_tree_rows_is_not_subsampled(blobs):
+    X = blobs[0]
+    exact = PPP(tree_rows=X.shape[0]).fit(X)
+    assert exact.tree_rows_ == X.shape[0]
+    assert np.array_equal(exact.labels_, PPP(tree_rows=None).fit(X).labels_)

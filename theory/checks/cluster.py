@@ -111,27 +111,41 @@ def labels_invariant_to_order_units_and_devices(context: CheckContext) -> Outcom
     random offsets (the default scaling), under a random rotation and translation with
     ``scale="whiten"``, and on one device and on all devices. (Rotating columns whose units
     differ by 1e8 would mix them beyond what float64 keeps apart, so the two are tested apart.)
+    Each transformation is tested twice: with the tree grown on every row, and on a hashed
+    subsample of 1000 of the 1250 rows (``tree_rows=1000``), whose choice must not depend on
+    the rows' order, units or rotation either.
     """
     rng = np.random.default_rng(context.seed)
     d = 3
     centres = _separated_centres(rng, 5, d, spacing=7.0)
     X = _blobs(rng, centres, [150, 250, 350, 200, 300], 1.0)
-    base = PPP().fit(X).labels_
     permutation = rng.permutation(X.shape[0])
     units = 10.0 ** rng.uniform(-4, 4, d)
     offsets = units * rng.uniform(-1e4, 1e4, d)
     rotation, _ = np.linalg.qr(rng.normal(size=(d, d)))
     rescaled = X * units + offsets
     rotated = X @ rotation.T + rng.uniform(-1e3, 1e3, d)
-    whitened = PPP(scale="whiten").fit(X).labels_
-    differences = {
-        "refit": int(np.sum(PPP().fit(X).labels_ != base)),
-        "row permutation": int(np.sum(PPP().fit(X[permutation]).labels_ != base[permutation])),
-        "column units and offsets": int(np.sum(PPP().fit(rescaled).labels_ != base)),
-        "rotation and translation, whitened": int(
-            np.sum(PPP(scale="whiten").fit(rotated).labels_ != whitened)
-        ),
-    }
+    differences, clusters = {}, {}
+    for tree_rows, tag in ((None, ""), (1000, ", tree on 1000 rows")):
+        base = PPP(tree_rows=tree_rows).fit(X).labels_
+        whitened = PPP(scale="whiten", tree_rows=tree_rows).fit(X).labels_
+        refit = PPP(tree_rows=tree_rows).fit(X).labels_
+        permuted = PPP(tree_rows=tree_rows).fit(X[permutation]).labels_
+        in_units = PPP(tree_rows=tree_rows).fit(rescaled).labels_
+        turned = PPP(scale="whiten", tree_rows=tree_rows).fit(rotated).labels_
+        differences.update(
+            {
+                f"refit{tag}": int(np.sum(refit != base)),
+                f"row permutation{tag}": int(np.sum(permuted != base[permutation])),
+                f"column units and offsets{tag}": int(np.sum(in_units != base)),
+                f"rotation and translation, whitened{tag}": int(np.sum(turned != whitened)),
+            }
+        )
+        clusters[f"clusters (default, whitened){tag}"] = [
+            int(base.max()) + 1,
+            int(whitened.max()) + 1,
+        ]
+    base = PPP().fit(X).labels_
     devices = jax.devices()
     if len(devices) > 1:
         sharded = PPP(devices=devices).fit(X).labels_
@@ -145,7 +159,7 @@ def labels_invariant_to_order_units_and_devices(context: CheckContext) -> Outcom
             **differences,
             "devices": len(devices),
             "units": units.tolist(),
-            "clusters (default, whitened)": [int(base.max()) + 1, int(whitened.max()) + 1],
+            **clusters,
         },
     )
 
