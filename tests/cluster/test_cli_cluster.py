@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from probkit._cli_cluster import read_table
 from probkit.cli import main
 
 
@@ -98,6 +99,9 @@ def test_headerless_file_and_existing_output(tmp_path, points, capsys):
         ("a,b\n1,2\n3\n", [], "line 3: 1 fields where 2 expected"),
         ("a,b\n1,2\n3,4\n", ["--columns", "c"], "no column 'c'"),
         ("", [], "is empty"),
+        ("a,b,c\n1,2,3\n4,5\n", ["--columns", "a,b"], "line 3: 2 fields where 3 expected"),
+        ("a,b\n1,2\n3,4,5\n", [], "line 3: 3 fields where 2 expected"),
+        ("a,b\n1,\n3,4\n", [], "line 2: a field is not a number"),
     ],
 )
 def test_bad_files_are_reported(tmp_path, text, args, message, capsys):
@@ -105,6 +109,39 @@ def test_bad_files_are_reported(tmp_path, text, args, message, capsys):
     path.write_text(text)
     assert main(["cluster", str(path), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "columns", "names", "expected"),
+    [
+        ("\n\na,b\n1,2\n\n3,4\n", None, ["a", "b"], [[1, 2], [3, 4]]),
+        ("a,b,c\n1,2,3\n4,5,6\n", "c,a", ["c", "a"], [[3, 1], [6, 4]]),
+        ("a,a\n1,2\n", None, ["a", "a"], [[1, 2]]),
+        ('"x,y",b\n"1.5",2\n', None, ["x,y", "b"], [[1.5, 2]]),
+        ("name,v\np0,1e3\np1,-2\n", "v", ["v"], [[1000.0], [-2.0]]),
+        ("1;2\n3;4\n", None, ["0", "1"], [[1, 2], [3, 4]]),
+        ("a,b\n", None, ["a", "b"], np.zeros((0, 2))),
+    ],
+)
+def test_tables_are_read_as_written(tmp_path, text, columns, names, expected):
+    # The fast reader (pandas) and the line-by-line one behind it agree with what the file
+    # says: blank lines, column order, repeated names, quotes, text columns left out.
+    path = tmp_path / "table.csv"
+    path.write_text(text)
+    delimiter = ";" if ";" in text else ","
+    data, read_names = read_table(path, delimiter, columns)
+    assert read_names == names
+    np.testing.assert_array_equal(data, np.asarray(expected, dtype=float).reshape(data.shape))
+    assert data.shape == np.asarray(expected, dtype=float).reshape(-1, len(names)).shape
+
+
+def test_a_written_nan_is_read_as_a_number_and_refused_by_ppp(tmp_path, capsys):
+    path = tmp_path / "nan.csv"
+    path.write_text("a,b\n1,nan\n2,3\n4,5\n6,7\n")
+    data, _ = read_table(path)
+    assert np.isnan(data[0, 1])
+    assert main(["cluster", str(path)]) == 2
+    assert "NaN or inf in rows [0]" in capsys.readouterr().err
 
 
 def test_missing_file(tmp_path, capsys):
