@@ -33,7 +33,7 @@ HNSW_SEARCH_BREADTH = 24
 """FAISS HNSW settings (links per node ``M``, ``efConstruction``, ``efSearch``). Building the
 index is most of the cost: with ``M = 32, efConstruction = 80`` the 5-NN graph of 1e6 × 16
 Gaussian rows took 336 s on 2 CPU cores (recall near 1); these cheaper settings trade recall
-for time: 98 s at 1e6 rows with recall 0.75 and a mean neighbour distance 1.9 % above the
+for time: 48 s at 1e6 rows with recall 0.75 and a mean neighbour distance 1.9 % above the
 exact one's (``benchmarks/results/llp_scale.md``), and BP's marginals on that graph are as good
 (AUC 0.820 against 0.822). LLP-BP's graph is a similarity prior, and a neighbour missed is
 replaced by one almost as near."""
