@@ -1,8 +1,9 @@
 """Learning from label proportions: instance classifiers trained on bag counts.
 
 :class:`LLPClassifier` fits a binary classifier when only each bag's number of positives is
-known: by default a logistic model fitted to the counts (:mod:`probkit.llp.linear`), replaced
-by a network only when held-out bags show a clear gain; or by LLP-BP (Havaldar et al., ICLR
+known: by default a logistic model fitted to the counts (:mod:`probkit.llp.linear`), on the
+columns or on the columns and their hinges (:mod:`probkit.llp.basis`), replaced by a network
+only when held-out bags show a clear gain; or by LLP-BP (Havaldar et al., ICLR
 2024: a Gibbs field over the instance labels solved by belief propagation with exact count
 factors, :mod:`probkit.inference.bp`) or the baselines DLLP, EasyLLP and bag-proportion soft
 labels, with a network or the linear model. Bags are built and split

@@ -3,7 +3,9 @@
 ``"auto"`` (default)
     Chooses the model from the bags, never from instance labels. The linear DLLP
     (:mod:`probkit.llp.linear`: a logistic model fitted by L-BFGS to the bags' counts, its
-    ``l2`` by cross-validation over whole bags) is fitted first. When enough bags can be held
+    ``l2`` by cross-validation over whole bags) is fitted first, on the standardised columns
+    or, when the same cross-validation finds them clearly better, on the columns and their
+    hinges (``basis``, :mod:`probkit.llp.basis`). When enough bags can be held
     out (twice ``min_validation_bags``), networks trained by EasyLLP and by DLLP
     (:data:`AUTO_NETWORK_METHODS`), early-stopped on half of the held-out bags, are compared
     with it on the other half, which no candidate has seen, and one replaces it only when its
@@ -68,14 +70,23 @@ from probkit._sklearn import EstimatorMixin, check_fitted, validate_features
 from probkit._validate import check_choice, check_positive_int
 from probkit.inference.bp import belief_propagation, shard_mrf
 from probkit.llp.bags import Bags, validate_bags
+from probkit.llp.basis import fit_hinge_basis
 from probkit.llp.gibbs import llp_field, similarity_weights
 from probkit.llp.knn import knn_graph, truncate_knn_graph
-from probkit.llp.linear import bag_loss, choose_l2, fit_linear, linear_logits, paired_difference
+from probkit.llp.linear import (
+    L2_GRID,
+    bag_loss,
+    choose_l2,
+    fit_linear,
+    linear_logits,
+    paired_difference,
+)
 from probkit.llp.network import init_network, predict_logits, train_network
 
-__all__ = ["AUTO_NEIGHBORS_GRID", "AUTO_SIMILARITY_GRID", "METHODS", "LLPClassifier"]
+__all__ = ["AUTO_NEIGHBORS_GRID", "AUTO_SIMILARITY_GRID", "BASES", "METHODS", "LLPClassifier"]
 
 METHODS = ("auto", "bp", "bp-paper", "dllp", "easyllp", "soft-label")
+BASES = ("auto", "linear", "hinge")
 
 AUTO_NETWORK_METHODS = ("easyllp", "dllp")
 """The network candidates of ``method="auto"``, compared with the linear DLLP on held-out bags."""
@@ -116,6 +127,18 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         Penalty ``(l2 / 2) ‖w‖²`` of the linear model (on standardised features); ``"auto"``
         chooses it from :data:`~probkit.llp.linear.L2_GRID` by cross-validation over whole
         bags (:func:`~probkit.llp.linear.choose_l2`).
+    basis : {"auto", "linear", "hinge"}, default "auto"
+        Features of the linear model: the standardised columns (``"linear"``), or those and
+        their hinges ``max(0, x − t)`` at four quantiles of every column with enough distinct
+        values (``"hinge"``, :mod:`probkit.llp.basis`), so that each effect can bend.
+        ``"auto"`` fits both, with the same cross-validation over bags that chooses ``l2``,
+        and keeps the hinges only when their cross-validated bag loss is below the straight
+        lines' by more than :data:`AUTO_MARGIN_SE` standard errors, paired over every bag.
+        Measured in ``benchmarks/llp_bags.py``, the hinges carry the default where networks
+        beat the linear model, small bags of Bank Marketing and Adult, and the straight lines
+        are kept on small tables (breast cancer, 400 rows), where the hinges can only add noise.
+        A table with no column of at least
+        :data:`~probkit.llp.basis.MIN_DISTINCT_VALUES` distinct values gets straight lines.
     rounds : int, default 2
         LLP-BP rounds (graph → BP → network → embeddings).
     n_neighbors : int or "auto", default 5
@@ -196,10 +219,19 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
     model_ : {"linear", "network"}
         Which model predicts.
     coef_, intercept_ : numpy.ndarray, float
-        The linear model's weights on the standardised features and its intercept (linear
-        model only).
+        The linear model's weights and its intercept (linear model only): the weights of the
+        standardised features, followed, when ``basis_`` is ``"hinge"``, by those of the
+        hinges of ``hinge_basis_``.
     l2_ : float
         The linear model's penalty (linear model only).
+    basis_ : {"linear", "hinge"}
+        The linear model's features (linear model only).
+    hinge_basis_ : HingeBasis or None
+        The hinges, when ``basis_`` is ``"hinge"``.
+    basis_choice_ : dict or None
+        Under ``basis="auto"``: ``chosen``, ``reason``, the cross-validated bag loss of each
+        basis (``cv_loss``), and the hinges' difference from the straight lines with its
+        standard error (None when there was nothing to choose: no column has hinges).
     params_ : NetworkParams
         The trained network (network only).
     selection_ : dict
@@ -248,6 +280,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         *,
         hidden: tuple[int, ...] = (128, 64),
         l2: float | str = "auto",
+        basis: str = "auto",
         rounds: int = 2,
         n_neighbors: int | str = 5,
         metric: str = "euclidean",
@@ -275,6 +308,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         self.method = method
         self.hidden = hidden
         self.l2 = l2
+        self.basis = basis
         self.rounds = rounds
         self.n_neighbors = n_neighbors
         self.metric = metric
@@ -360,6 +394,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             or (_is_number(self.l2) and np.isfinite(self.l2) and float(self.l2) >= 0)
         ):
             raise ProbkitError(f"l2 must be a finite number >= 0 or 'auto', got {self.l2!r}.")
+        check_choice("basis", self.basis, BASES)
         settings["method"] = method
         settings["devices"] = _check_devices(self.devices)
         return settings
@@ -417,6 +452,9 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             "intercept_",
             "l2_",
             "penalty_choice_",
+            "basis_",
+            "hinge_basis_",
+            "basis_choice_",
             "params_",
             "selection_",
             "bp_rows_",
@@ -524,33 +562,65 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         return self._train(key, features, rows, bags, targets, validation, loss, 0.0)[0]
 
     def _fit_linear(self, standardised, bags: Bags, method):
-        """The linear model of ``method`` and its penalty choice (None when ``l2`` is given)."""
+        """The linear model of ``method``, its penalty choice and its basis.
+
+        Returns the fit, the :class:`~probkit.llp.linear.PenaltyChoice` of its basis (None
+        when ``l2`` is given), the hinges (None for straight lines) and the record of the
+        basis choice (None when there was none to make).
+        """
         loss, targets = _loss_and_targets(bags, method)
         start = time.perf_counter()
-        choice = None
-        if self.l2 == "auto":
-            choice = choose_l2(
-                standardised, bags, loss=loss, targets=targets, seed=self.random_state
-            )
+        hinges = fit_hinge_basis(standardised) if self.basis != "linear" else None
+        if hinges is not None and hinges.size == 0:
+            hinges = None  # no column with enough distinct values to bend
+        candidates = {"linear": (standardised, None)}
+        if hinges is not None:
+            candidates["hinge"] = (hinges.transform(standardised), hinges)
+            if self.basis == "hinge":
+                del candidates["linear"]
+        choices = {}
+        if self.l2 == "auto" or len(candidates) > 1:
+            # The same folds for every basis (the seed), so their held-out losses pair up.
+            grid = L2_GRID if self.l2 == "auto" else (float(self.l2),)
+            for name, (features, _) in candidates.items():
+                choices[name] = choose_l2(
+                    features, bags, loss=loss, targets=targets, grid=grid, seed=self.random_state
+                )
+        record = None
+        chosen = next(iter(candidates))
+        if len(candidates) > 1:
+            chosen, record = _choose_basis(choices, bags)
+        features, basis = candidates[chosen]
+        choice = choices.get(chosen) if self.l2 == "auto" else None
         l2 = choice.l2 if choice is not None else float(self.l2)
-        fit = fit_linear(standardised, bags, loss=loss, targets=targets, l2=l2)
+        fit = fit_linear(features, bags, loss=loss, targets=targets, l2=l2)
         self.timings_["train"] += time.perf_counter() - start
         how = "given" if choice is None else "chosen by cross-validation over bags"
         self._progress.say(
-            f"linear {method}: l2 = {l2:g} ({how}), {fit.iterations} L-BFGS iterations"
+            f"linear {method} ({chosen} basis, {features.shape[1]} features): l2 = {l2:g} "
+            f"({how}), {fit.iterations} L-BFGS iterations"
+            + ("" if record is None else f"; {record['reason']}")
         )
-        return fit, choice
+        return fit, choice, basis, record
 
     def _say_epoch(self, epoch: int, training: float, held_out: float | None) -> None:
         line = f"  epoch {epoch}: training loss {training:.5f}"
         self._progress.say(line + ("" if held_out is None else f", held-out {held_out:.5f}"))
 
-    def _set_linear(self, fit, choice=None) -> None:
+    def _set_linear(self, fit, choice=None, basis=None, record=None) -> None:
         self.model_ = "linear"
         self.coef_ = fit.coef
         self.intercept_ = fit.intercept
         self.l2_ = fit.l2
         self.penalty_choice_ = choice
+        self.basis_ = "linear" if basis is None else "hinge"
+        self.hinge_basis_ = basis
+        self.basis_choice_ = record
+
+    def _linear_features(self, standardised: np.ndarray, basis=None) -> np.ndarray:
+        """The linear model's features of standardised rows (its columns and any hinges)."""
+        basis = getattr(self, "hinge_basis_", None) if basis is None else basis
+        return standardised if basis is None else basis.transform(standardised)
 
     def _fit_auto(
         self,
@@ -566,12 +636,15 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
     ):
         """``method="auto"``: the linear DLLP, replaced by a network only on clear evidence."""
         start = time.perf_counter()
-        linear, choice = self._fit_linear(standardised, bags, "dllp")
+        linear, choice, basis, record = self._fit_linear(standardised, bags, "dllp")
         seconds = time.perf_counter() - start
+        linear_features = self._linear_features(standardised, basis)
         selection = {
             "chosen": "linear dllp",
             "candidates": [],
             "l2": linear.l2,
+            "basis": "linear" if basis is None else "hinge",
+            "basis_choice": record,
         }
         if choice is not None:
             selection |= {
@@ -594,9 +667,11 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             # by the same yardstick, the bag loss of its predicted probabilities, whatever loss
             # it was trained with.
             judged_rows, judged = bags.subset(np.flatnonzero(judging))
-            on_train = fit_linear(standardised, bags, l2=linear.l2, start=linear, held_out=held_out)
+            on_train = fit_linear(
+                linear_features, bags, l2=linear.l2, start=linear, held_out=held_out
+            )
             reference = bag_loss(
-                special.expit(linear_logits(on_train, standardised[judged_rows])), judged
+                special.expit(linear_logits(on_train, linear_features[judged_rows])), judged
             )
             base = float(np.average(reference, weights=judged.sizes))
             selection["candidates"].append(
@@ -646,7 +721,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         self._progress.say(f"chose {selection['chosen']}: {selection['reason']}")
         if selection["chosen"] == "linear dllp":
             self.method_ = "dllp"
-            self._set_linear(linear, choice)
+            self._set_linear(linear, choice, basis, record)
 
     def _warn_if_nothing_learned(self, standardised, bags: Bags) -> None:
         # A held-out bag loss cannot say that nothing was learned: random bags have nearly
@@ -671,7 +746,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
     def _logits(self, standardised: np.ndarray) -> np.ndarray:
         """The logit of rows already standardised as in training."""
         if self.model_ == "linear":
-            return standardised @ self.coef_ + self.intercept_
+            return self._linear_features(standardised) @ self.coef_ + self.intercept_
         return predict_logits(self.params_, standardised.astype(np.float32))[0]
 
     def _graphs(self, representation, settings, neighbour_grid):
@@ -864,8 +939,48 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         """The embedding (last hidden layer) of each row; the linear model's is its input."""
         features = self._features(X)
         if self.model_ == "linear":
-            return features
+            return self._linear_features(features)
         return predict_logits(self.params_, features)[1]
+
+
+def _choose_basis(choices: dict, bags: Bags) -> tuple[str, dict]:
+    """``"hinge"`` when its cross-validated bag loss beats the straight lines' clearly.
+
+    Both were cross-validated on the same folds, so each bag's held-out loss under one basis
+    pairs with its loss under the other; the hinges must be ahead by more than
+    :data:`AUTO_MARGIN_SE` standard errors of the paired difference, the margin a network
+    needs too. The straight lines are the simpler model and win ties: on small tables the
+    hinges' extra columns only add noise (breast cancer, 400 rows: the hinges' bag loss was
+    behind in most splits).
+    """
+    linear, hinge = choices["linear"], choices["hinge"]
+    difference, se = paired_difference(
+        hinge.held_out_bag_loss, linear.held_out_bag_loss, bags.sizes
+    )
+    chosen = "hinge" if difference + AUTO_MARGIN_SE * se < 0 else "linear"
+    cv_loss = {
+        name: float(np.average(c.held_out_bag_loss, weights=bags.sizes))
+        for name, c in choices.items()
+    }
+    if chosen == "hinge":
+        reason = (
+            f"the hinges' cross-validated bag loss was below the straight lines' by "
+            f"{-difference:.4g}, more than {AUTO_MARGIN_SE:g} standard errors ({se:.2g})"
+        )
+    else:
+        reason = (
+            f"the hinges' cross-validated bag loss was not below the straight lines' by more "
+            f"than {AUTO_MARGIN_SE:g} standard errors (difference {difference:.4g}, "
+            f"standard error {se:.2g})"
+        )
+    record = {
+        "chosen": chosen,
+        "reason": reason,
+        "cv_loss": cv_loss,
+        "difference": difference,
+        "difference_se": se,
+    }
+    return chosen, record
 
 
 def _loss_and_targets(bags: Bags, method: str) -> tuple[str, np.ndarray]:

@@ -130,8 +130,9 @@ def test_the_default_keeps_the_linear_model_when_no_network_does_better():
 def test_linear_methods_predict_with_their_weights(method):
     x, y = _logistic_data(800, 3, seed=5)
     ids, counts, _ = _bags(y, 8, seed=5)
-    model = LLPClassifier(method, hidden=()).fit(x, ids, counts)
+    model = LLPClassifier(method, hidden=(), basis="linear").fit(x, ids, counts)
     assert model.model_ == "linear"
+    assert (model.basis_, model.hinge_basis_) == ("linear", None)
     assert model.n_validation_bags_ == 0
     standardised = (x - model.mean_) / model.scale_
     np.testing.assert_allclose(
@@ -183,7 +184,7 @@ def test_verbose_fits_report_their_stages_on_standard_error(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("LLPClassifier")
     assert "400 rows × 3 features in 50 bags" in lines[0]
-    assert any("linear dllp: l2 =" in line for line in lines)
+    assert any("linear dllp (" in line and "basis" in line and "l2 =" in line for line in lines)
     assert "chose linear dllp" in lines[-1]
     LLPClassifier().fit(x, ids, counts)
     assert capsys.readouterr().err == ""

@@ -361,7 +361,7 @@ def linear_dllp_reaches_the_minimum(context: CheckContext) -> Outcome:
     written again here in NumPy, from zero and from random starts: no start may reach a value
     lower by more than 1e-9, and scipy's best solution must be the same point (weights within
     1e-4: a gradient of 1e-7 against curvature of at least ``l2``). Then, with bags of one
-    row, ``LLPClassifier(method, hidden=())`` must equal scikit-learn's
+    row, ``LLPClassifier(method, hidden=(), basis="linear")`` must equal scikit-learn's
     ``LogisticRegression(C = 1 / (l2 n))`` for the methods ``"dllp"``, ``"easyllp"`` and
     ``"soft-label"``. The statistic is the largest of the value excess, the weight distances
     and the logistic-regression distances.
@@ -407,7 +407,7 @@ def linear_dllp_reaches_the_minimum(context: CheckContext) -> Outcome:
     reference = LogisticRegression(C=1.0 / (l2 * n), tol=1e-12, max_iter=10_000)
     reference.fit(standardised, y)
     for method in ("dllp", "easyllp", "soft-label"):
-        model = LLPClassifier(method, hidden=(), l2=l2).fit(x, np.arange(n), y)
+        model = LLPClassifier(method, hidden=(), l2=l2, basis="linear").fit(x, np.arange(n), y)
         distance = float(
             max(
                 np.max(np.abs(model.coef_ - reference.coef_[0])),
