@@ -467,6 +467,32 @@ def write_report(out, results: dict, epochs: int, commits: list[str], payload=No
         (out / "llp_bags.md").write_text(text.rstrip() + "\n")
 
 
+def _bp_account(results: dict) -> str:
+    """Where LLP-BP's mean test AUC is ahead of the linear DLLP and of the default, counted."""
+    counts = {"dllp-lr": [0, 0], "default": [0, 0]}  # [cells where bp is ahead, cells]
+    ahead_of_default = []
+    for dataset, entry in results.items():
+        for size, cell in entry["sizes"].items():
+            if "bp" not in cell:
+                continue
+            for other, tally in counts.items():
+                if other in cell:
+                    tally[1] += 1
+                    if cell["bp"]["auc_mean"] > cell[other]["auc_mean"]:
+                        tally[0] += 1
+                        if other == "default":
+                            ahead_of_default.append(f"{TITLES.get(dataset, dataset)} {size}")
+    return (
+        f"LLP-BP (`bp`) is ahead of the linear DLLP in {counts['dllp-lr'][0]} of "
+        f"{counts['dllp-lr'][1]} cells and of the default in {counts['default'][0]} of "
+        f"{counts['default'][1]}"
+        + (f" ({', '.join(ahead_of_default)})" if ahead_of_default else "")
+        + ". Where and why it falls behind (its evidence and its graph come from a network "
+        "weaker than the linear model, and the graph repeats what the features say): "
+        "`docs/guides/llp.md`, *What the measurements say*, and `llp_diagnose.md`."
+    )
+
+
 def markdown(results: dict, epochs: int, commits: list[str], figure_name: str | None = None) -> str:
     """The report: AUC (mean ± sd and seed count) and mean seconds per data set and bag size.
 
@@ -491,6 +517,7 @@ def markdown(results: dict, epochs: int, commits: list[str], figure_name: str | 
         "cell has not run yet). Commits of the cells: " + ", ".join(commits) + ".",
         "",
     ]
+    lines += [_bp_account(results), ""]
     if figure_name:
         lines += [
             f"Figure: [`{figure_name}`]({figure_name}), the mean test AUC against the bag size per data "
