@@ -36,10 +36,15 @@ def test_throughput_benchmark_smoke(tmp_path):
     module = load("cluster_throughput")
     assert module.main(["--smoke", "--out", str(tmp_path)]) == 0
     payload = json.loads((tmp_path / "cluster_throughput.json").read_text())
-    ppp = payload["results"]["2000"]["PPP"]
-    assert ppp["k"] == 10
-    assert ppp["ari"] > 0.99
-    assert ppp["passes"] > 0
+    for name in ("PPP (default)", "PPP (tree on every row)"):
+        ppp = payload["results"]["2000"][name]
+        assert ppp["k"] == 10
+        assert ppp["ari"] > 0.99
+        assert ppp["passes"] > 0
+        assert ppp["tree_rows"] == 2000  # below tree_rows: the whole table
+    rare = payload["rare_clusters"]
+    assert [fit["tree_rows"] for fit in rare["fits"]] == [4096] * 4
+    assert "The price of the subsample" in (tmp_path / "cluster_throughput.md").read_text()
     step = payload["results"]["2000"]["assignment_step"]
     assert 0 < step["fraction_of_matmul_peak"] < 1.5
 
