@@ -171,6 +171,13 @@ def run(arguments: argparse.Namespace) -> int:
     check_output_path("--output", output, arguments.overwrite)
     if arguments.json is not None:
         check_output_path("--json", arguments.json, arguments.overwrite)
+    from probkit.cluster.ppp import SMALLEST_TREE_ROWS
+
+    if arguments.tree_rows != 0 and arguments.tree_rows < SMALLEST_TREE_ROWS:
+        raise ProbkitError(
+            f"`--tree-rows` must be 0 (grow the tree on every row) or at least "
+            f"{SMALLEST_TREE_ROWS}; got {arguments.tree_rows}."
+        )
     start = time.perf_counter()
     data, names = read_table(arguments.file, arguments.delimiter, arguments.columns)
     print(

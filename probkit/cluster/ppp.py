@@ -104,7 +104,7 @@ from probkit.cluster._engine import (
 from probkit.cluster._gaussian_reference import gaussian_reference_pvalue
 from probkit.cluster._row_sample import hashed_subsample
 
-__all__ = ["PPP", "SplitDecision"]
+__all__ = ["PPP", "SMALLEST_TREE_ROWS", "SplitDecision"]
 
 Validation = Literal["dip", "gaussian", "agreement", "bic"]
 _MAX_CAPACITY = 1 << 16
@@ -115,7 +115,7 @@ _SPLIT_EM_ITERATIONS = 20
 long before the likelihood has converged; each iteration is a pass over the data with O(d²) work
 per row). The other rules use the starting mixture, the two sides' Gaussians, whose one E-step
 gives the agreement, the overlap and a lower bound of the two-component likelihood."""
-_SMALLEST_TREE_SAMPLE = 1000
+SMALLEST_TREE_ROWS = 1000
 """Smallest ``tree_rows``: fewer rows leave the tests without power for any but the largest
 clusters."""
 _DIRECTION_NAMES = ("2-means axis", "sides discriminant", "principal axis 1", "principal axis 2")
@@ -524,11 +524,11 @@ class PPP(ClusterMixin, EstimatorMixin, BaseEstimator):
         if self.tree_rows is not None and not (
             isinstance(self.tree_rows, numbers.Integral)
             and not isinstance(self.tree_rows, bool)
-            and self.tree_rows >= _SMALLEST_TREE_SAMPLE
+            and self.tree_rows >= SMALLEST_TREE_ROWS
         ):
             raise ProbkitError(
                 f"`tree_rows` must be None (grow the tree on every row) or an integer >= "
-                f"{_SMALLEST_TREE_SAMPLE}; got {self.tree_rows!r}."
+                f"{SMALLEST_TREE_ROWS}; got {self.tree_rows!r}."
             )
 
     def _prepare(self, X) -> np.ndarray:

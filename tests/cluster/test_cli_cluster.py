@@ -102,6 +102,8 @@ def test_headerless_file_and_existing_output(tmp_path, points, capsys):
         ("a,b,c\n1,2,3\n4,5\n", ["--columns", "a,b"], "line 3: 2 fields where 3 expected"),
         ("a,b\n1,2\n3,4,5\n", [], "line 3: 3 fields where 2 expected"),
         ("a,b\n1,\n3,4\n", [], "line 2: a field is not a number"),
+        ("a,b\n1,2\n3,4\n", ["--tree-rows", "500"], "`--tree-rows` must be 0"),
+        ("a,b\n1,2\n3,4\n", ["--tree-rows", "-1"], "or at least 1000; got -1"),
     ],
 )
 def test_bad_files_are_reported(tmp_path, text, args, message, capsys):
