@@ -203,10 +203,11 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         those of one device up to rounding. The kNN search and the network stay on the
         default device; the other methods ignore ``devices``. None (default): one device.
     verbose : int, default 0
-        1: one line per stage on standard error (the linear model's penalty choice, each
-        network candidate, each LLP-BP round's graph, BP and training, and the choice), each
-        with the seconds since the fit began; 2: also one line per training epoch. Progress
-        for large data.
+        1: one line per stage on standard error (the cross-validation of each basis, the
+        linear model's penalty and basis, each network candidate, each LLP-BP round's graph,
+        BP and training, and the choice), each with the seconds since the fit began; 2: also
+        one line per penalty of the cross-validation and per training epoch. Progress for
+        large data.
     random_state : int, default 0
         Seeds the held-out bags, the initial weights and the batch order.
 
@@ -583,8 +584,19 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             # The same folds for every basis (the seed), so their held-out losses pair up.
             grid = L2_GRID if self.l2 == "auto" else (float(self.l2),)
             for name, (features, _) in candidates.items():
+                began = time.perf_counter()
                 choices[name] = choose_l2(
-                    features, bags, loss=loss, targets=targets, grid=grid, seed=self.random_state
+                    features,
+                    bags,
+                    loss=loss,
+                    targets=targets,
+                    grid=grid,
+                    seed=self.random_state,
+                    on_penalty=self._say_penalty if self.verbose >= 2 else None,
+                )
+                self._progress.say(
+                    f"cross-validated the {name} basis ({features.shape[1]} features, "
+                    f"{len(grid)} penalties) in {time.perf_counter() - began:.1f} s"
                 )
         record = None
         chosen = next(iter(candidates))
@@ -602,6 +614,9 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             + ("" if record is None else f"; {record['reason']}")
         )
         return fit, choice, basis, record
+
+    def _say_penalty(self, l2: float, loss: float) -> None:
+        self._progress.say(f"  l2 = {l2:g}: cross-validated bag loss {loss:.5f}")
 
     def _say_epoch(self, epoch: int, training: float, held_out: float | None) -> None:
         line = f"  epoch {epoch}: training loss {training:.5f}"

@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from probkit import ProbkitError
 from probkit.llp import LLPClassifier, bag_counts, random_bags, validate_bags
 from probkit.llp.linear import (
+    L2_GRID,
     bag_loss,
     choose_l2,
     fit_linear,
@@ -186,6 +187,12 @@ def test_verbose_fits_report_their_stages_on_standard_error(capsys):
     assert "400 rows × 3 features in 50 bags" in lines[0]
     assert any("linear dllp (" in line and "basis" in line and "l2 =" in line for line in lines)
     assert "chose linear dllp" in lines[-1]
+    assert any("cross-validated the linear basis" in line for line in lines)
+    LLPClassifier("dllp", hidden=(), verbose=2).fit(x, ids, counts)
+    detailed = capsys.readouterr().err.splitlines()
+    # One line per penalty of each basis's cross-validation.
+    penalties = [line for line in detailed if ": cross-validated bag loss " in line]
+    assert len(penalties) == 2 * len(L2_GRID)
     LLPClassifier().fit(x, ids, counts)
     assert capsys.readouterr().err == ""
     with pytest.raises(ProbkitError, match="verbose"):
