@@ -29,9 +29,6 @@ class Progress:
         self.name, self.verbose = name, int(verbose)
         self.started = time.perf_counter()
 
-    def __bool__(self) -> bool:
-        return self.verbose > 0
-
     def say(self, message: str) -> None:
         """Print one stage line (nothing when silent)."""
         if self.verbose:

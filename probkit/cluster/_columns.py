@@ -87,7 +87,7 @@ class ColumnMap:
         every_column = self.kept.size == data.shape[1] and bool(
             np.all(self.kept == np.arange(data.shape[1]))
         )
-        diagonal = np.count_nonzero(self.matrix - np.diag(np.diagonal(self.matrix))) == 0
+        diagonal = self.scaling != "whiten"  # every other scaling is one factor per column
         out = np.empty((data.shape[0], self.kept.size), dtype=dtype)
         for start in range(0, data.shape[0], _CHUNK_ROWS):
             rows = data[start : start + _CHUNK_ROWS]

@@ -57,7 +57,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -70,11 +70,13 @@ from probkit._sklearn import EstimatorMixin, check_fitted, validate_features
 from probkit._validate import check_choice, check_positive_int
 from probkit.inference.bp import belief_propagation, shard_mrf
 from probkit.llp.bags import Bags, validate_bags
-from probkit.llp.basis import fit_hinge_basis
+from probkit.llp.basis import HingeBasis, fit_hinge_basis
 from probkit.llp.gibbs import llp_field, similarity_weights
 from probkit.llp.knn import knn_graph, truncate_knn_graph
 from probkit.llp.linear import (
     L2_GRID,
+    LinearFit,
+    PenaltyChoice,
     bag_loss,
     choose_l2,
     fit_linear,
@@ -468,7 +470,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             # The linear model is fitted on every bag to convergence; its l2 is chosen by
             # cross-validation over all bags, so none is held out.
             self.n_validation_bags_ = 0
-            self._set_linear(*self._fit_linear(standardised, all_bags, settings["method"]))
+            self._set_linear(self._fit_linear(standardised, all_bags, settings["method"]))
             self._warn_if_nothing_learned(standardised, all_bags)
             return self
 
@@ -562,13 +564,8 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         loss, targets = _loss_and_targets(bags, method)
         return self._train(key, features, rows, bags, targets, validation, loss, 0.0)[0]
 
-    def _fit_linear(self, standardised, bags: Bags, method):
-        """The linear model of ``method``, its penalty choice and its basis.
-
-        Returns the fit, the :class:`~probkit.llp.linear.PenaltyChoice` of its basis (None
-        when ``l2`` is given), the hinges (None for straight lines) and the record of the
-        basis choice (None when there was none to make).
-        """
+    def _fit_linear(self, standardised, bags: Bags, method) -> _LinearModel:
+        """The linear model of ``method``, with its penalty choice and its basis."""
         loss, targets = _loss_and_targets(bags, method)
         start = time.perf_counter()
         hinges = fit_hinge_basis(standardised) if self.basis != "linear" else None
@@ -613,7 +610,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             f"({how}), {fit.iterations} L-BFGS iterations"
             + ("" if record is None else f"; {record['reason']}")
         )
-        return fit, choice, basis, record
+        return _LinearModel(fit, choice, basis, record, features)
 
     def _say_penalty(self, l2: float, loss: float) -> None:
         self._progress.say(f"  l2 = {l2:g}: cross-validated bag loss {loss:.5f}")
@@ -622,20 +619,15 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         line = f"  epoch {epoch}: training loss {training:.5f}"
         self._progress.say(line + ("" if held_out is None else f", held-out {held_out:.5f}"))
 
-    def _set_linear(self, fit, choice=None, basis=None, record=None) -> None:
+    def _set_linear(self, model: _LinearModel) -> None:
         self.model_ = "linear"
-        self.coef_ = fit.coef
-        self.intercept_ = fit.intercept
-        self.l2_ = fit.l2
-        self.penalty_choice_ = choice
-        self.basis_ = "linear" if basis is None else "hinge"
-        self.hinge_basis_ = basis
-        self.basis_choice_ = record
-
-    def _linear_features(self, standardised: np.ndarray, basis=None) -> np.ndarray:
-        """The linear model's features of standardised rows (its columns and any hinges)."""
-        basis = getattr(self, "hinge_basis_", None) if basis is None else basis
-        return standardised if basis is None else basis.transform(standardised)
+        self.coef_ = model.fit.coef
+        self.intercept_ = model.fit.intercept
+        self.l2_ = model.fit.l2
+        self.penalty_choice_ = model.choice
+        self.basis_ = "linear" if model.basis is None else "hinge"
+        self.hinge_basis_ = model.basis
+        self.basis_choice_ = model.record
 
     def _fit_auto(
         self,
@@ -651,15 +643,15 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
     ):
         """``method="auto"``: the linear DLLP, replaced by a network only on clear evidence."""
         start = time.perf_counter()
-        linear, choice, basis, record = self._fit_linear(standardised, bags, "dllp")
+        model = self._fit_linear(standardised, bags, "dllp")
+        linear, choice = model.fit, model.choice
         seconds = time.perf_counter() - start
-        linear_features = self._linear_features(standardised, basis)
         selection = {
             "chosen": "linear dllp",
             "candidates": [],
             "l2": linear.l2,
-            "basis": "linear" if basis is None else "hinge",
-            "basis_choice": record,
+            "basis": "linear" if model.basis is None else "hinge",
+            "basis_choice": model.record,
         }
         if choice is not None:
             selection |= {
@@ -683,10 +675,10 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
             # it was trained with.
             judged_rows, judged = bags.subset(np.flatnonzero(judging))
             on_train = fit_linear(
-                linear_features, bags, l2=linear.l2, start=linear, held_out=held_out
+                model.features, bags, l2=linear.l2, start=linear, held_out=held_out
             )
             reference = bag_loss(
-                special.expit(linear_logits(on_train, linear_features[judged_rows])), judged
+                special.expit(linear_logits(on_train, model.features[judged_rows])), judged
             )
             base = float(np.average(reference, weights=judged.sizes))
             selection["candidates"].append(
@@ -736,7 +728,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         self._progress.say(f"chose {selection['chosen']}: {selection['reason']}")
         if selection["chosen"] == "linear dllp":
             self.method_ = "dllp"
-            self._set_linear(linear, choice, basis, record)
+            self._set_linear(model)
 
     def _warn_if_nothing_learned(self, standardised, bags: Bags) -> None:
         # A held-out bag loss cannot say that nothing was learned: random bags have nearly
@@ -761,7 +753,7 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
     def _logits(self, standardised: np.ndarray) -> np.ndarray:
         """The logit of rows already standardised as in training."""
         if self.model_ == "linear":
-            return self._linear_features(standardised) @ self.coef_ + self.intercept_
+            return _with_basis(standardised, self.hinge_basis_) @ self.coef_ + self.intercept_
         return predict_logits(self.params_, standardised.astype(np.float32))[0]
 
     def _graphs(self, representation, settings, neighbour_grid):
@@ -954,8 +946,23 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         """The embedding (last hidden layer) of each row; the linear model's is its input."""
         features = self._features(X)
         if self.model_ == "linear":
-            return self._linear_features(features)
+            return _with_basis(features, self.hinge_basis_)
         return predict_logits(self.params_, features)[1]
+
+
+class _LinearModel(NamedTuple):
+    """A fitted linear model with how it was chosen (see ``LLPClassifier._fit_linear``)."""
+
+    fit: LinearFit
+    choice: PenaltyChoice | None  # None when ``l2`` was given
+    basis: HingeBasis | None  # None for the straight lines
+    record: dict | None  # the basis choice; None when there was none to make
+    features: np.ndarray  # the rows in the model's features
+
+
+def _with_basis(standardised: np.ndarray, basis: HingeBasis | None) -> np.ndarray:
+    """Standardised rows in a linear model's features: the columns, then any hinges."""
+    return standardised if basis is None else basis.transform(standardised)
 
 
 def _choose_basis(choices: dict, bags: Bags) -> tuple[str, dict]:
