@@ -398,6 +398,15 @@ class LLPClassifier(ClassifierMixin, EstimatorMixin, BaseEstimator):
         ):
             raise ProbkitError(f"l2 must be a finite number >= 0 or 'auto', got {self.l2!r}.")
         check_choice("basis", self.basis, BASES)
+        if not (
+            isinstance(self.random_state, int | np.integer)
+            and not isinstance(self.random_state, bool)
+            and self.random_state >= 0
+        ):
+            raise ProbkitError(
+                f"random_state must be an int >= 0 (it seeds the held-out bags, the folds and "
+                f"the networks), got {self.random_state!r}."
+            )
         settings["method"] = method
         settings["devices"] = _check_devices(self.devices)
         return settings

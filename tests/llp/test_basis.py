@@ -123,3 +123,10 @@ def test_an_unknown_basis_is_refused():
     x, y = _linear_data(100, seed=7)
     with pytest.raises(ProbkitError, match="basis"):
         _fit(x, y, 8, seed=7, basis="spline")
+
+
+@pytest.mark.parametrize("seed", ["a", -1, 1.5, None])
+def test_a_seed_that_is_not_a_non_negative_int_is_refused(seed):
+    x, y = _linear_data(100, seed=8)
+    with pytest.raises(ProbkitError, match="random_state must be an int >= 0"):
+        _fit(x, y, 8, seed=8, random_state=seed)
