@@ -40,6 +40,10 @@ the same outer optimiser (Adam, learning rate 1e-3):
   ended with an MSE above predicting 0 (posterior mean 3.0, the fit's own mean 5.0), where
   plain steps gave 1.07. Adam moves every weight by about its learning rate, flat ones
   included, so the fit's mean wanders off along directions the data do not constrain.
+* ``niw_meta_defaults``: :class:`probkit.meta.NIWMeta` given the loss, the model's outputs
+  and the output loss and nothing else: the library's default fit (Gauss-Newton at the MAP,
+  20 Adam steps at 1e-2, precisions clamped to [1e-4, 1e3]), optimiser (Adam, 1e-3 on ``m₀``
+  and 1e-2 on the law's spread) and initial law; scored like the Gauss-Newton variants.
 * ``niw_meta_map``: the Gauss-Newton variant with ``fit_target="posterior"``: the same 20
   plain steps of 2e-5, on the episode's local posterior objective
   ``L(θ) + ½n₀γ₀‖θ − m₀‖²`` instead of ``L`` alone, and the fit's mean chosen so that the
@@ -83,6 +87,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import math
 import os
 import statistics
@@ -109,16 +114,34 @@ from _common import (
     write_results,
 )
 
-from probkit.meta import MetaState, NIWMeta, SinusoidEpisodes, sinusoid_episodes
+from probkit.meta import MetaState, NIWMeta, SinusoidEpisodes, ggn_fit, sinusoid_episodes
 
 NAME = "meta_sinusoid"
-METHODS = ("maml", "fomaml", "reptile", "niw_meta", "niw_meta_ggn", "niw_meta_map")
+METHODS = (
+    "maml",
+    "fomaml",
+    "reptile",
+    "niw_meta",
+    "niw_meta_ggn",
+    "niw_meta_map",
+    "niw_meta_defaults",
+)
 # NIW-Meta variants: their fits and what the fits optimise.
-NIW_FITS = {"niw_meta": "sgld", "niw_meta_ggn": "ggn", "niw_meta_map": "ggn"}
-NIW_TARGETS = {"niw_meta": "loss", "niw_meta_ggn": "loss", "niw_meta_map": "posterior"}
+NIW_FITS = {
+    "niw_meta": "sgld",
+    "niw_meta_ggn": "ggn",
+    "niw_meta_map": "ggn",
+    "niw_meta_defaults": "defaults",
+}
+NIW_TARGETS = {
+    "niw_meta": "loss",
+    "niw_meta_ggn": "loss",
+    "niw_meta_map": "posterior",
+    "niw_meta_defaults": "posterior",
+}
 # Variants also scored with the network linearised at the posterior mean (the Gauss-Newton fits'
 # own Gaussian model; NIWMeta.sample_outputs(linearized=True)).
-LINEARIZED = ("niw_meta_ggn", "niw_meta_map")
+LINEARIZED = ("niw_meta_ggn", "niw_meta_map", "niw_meta_defaults")
 LABELS = {
     "maml": "MAML (2nd order)",
     "fomaml": "first-order MAML",
@@ -133,6 +156,10 @@ LABELS = {
     "niw_meta_ggn_linearized_refitted": "NIW-Meta (GGN fit), linearised, σ refitted",
     "niw_meta_map_linearized": "NIW-Meta (GGN fit at the MAP), linearised",
     "niw_meta_map_linearized_refitted": "NIW-Meta (GGN fit at the MAP), linearised, σ refitted",
+    "niw_meta_defaults": "NIW-Meta (library defaults)",
+    "niw_meta_defaults_refitted": "NIW-Meta (library defaults), σ refitted",
+    "niw_meta_defaults_linearized": "NIW-Meta (library defaults), linearised",
+    "niw_meta_defaults_linearized_refitted": "NIW-Meta (library defaults), linearised, σ refitted",
     "zero": "predict 0",
 }
 HIDDEN = 40
@@ -345,10 +372,11 @@ def niw_meta_learner(
         Upper clamp of the fitted per-coordinate precisions.
     num_episodes : int
         ``N``: the hyperprior KL enters the meta-loss with weight ``1/N``.
-    fit : {"sgld", "ggn"}, default "sgld"
-        The episode fit: the paper's SGLD (the options above) or the diagonal Gauss-Newton
+    fit : {"sgld", "ggn", "defaults"}, default "sgld"
+        The episode fit: the paper's SGLD (the options above), the diagonal Gauss-Newton
         fit after ``ggn_steps`` steps of ``optax.<ggn_optimizer>(ggn_learning_rate)``
-        (precisions in [1e-4, 1e6]).
+        (precisions in [1e-4, 1e6]), or :class:`~probkit.meta.NIWMeta` with nothing but the
+        model (every other setting the library's default).
     fit_target : {"loss", "posterior"}, default "loss"
         What the Gauss-Newton fit's steps minimise: the episode's loss, or its local
         posterior objective (:class:`~probkit.meta.NIWMeta`'s ``fit_target``).
@@ -366,6 +394,12 @@ def niw_meta_learner(
     def loss(params, episode):
         return output_loss(outputs(params, episode), episode)
 
+    if fit == "defaults":
+        # Nothing but the model: the library's default fit (Gauss-Newton at the MAP, 20 Adam
+        # steps at 1e-2), optimiser (Adam, 1e-3 on m₀ and 1e-2 on the spread) and prior.
+        return NIWMeta(
+            loss, init_params, outputs=outputs, output_loss=output_loss, num_episodes=num_episodes
+        )
     if fit == "ggn":
         return NIWMeta(
             loss,
@@ -604,7 +638,10 @@ def niw_meta_predictions(
         ``precision_at_min``: per task, the share of the fit's precisions at the clamps;
         ``posterior_sd``: per task, the median posterior standard deviation of a parameter.
     """
-    max_precision = learner.fit_options["max_precision"]
+    # The learner's clamp, or the fit's own default when the learner sets none.
+    max_precision = learner.fit_options.get(
+        "max_precision", inspect.signature(ggn_fit).parameters["max_precision"].default
+    )
     min_precision = learner.fit_options.get("min_precision", 1e-4)
 
     def one(state, task_key, support_x, support_y, query_x):
@@ -619,7 +656,9 @@ def niw_meta_predictions(
         loc, variance = learner.prior(state).mode()
         fit = learner.fit_episode(fit_key, loc, support, 1.0 / variance)
         return {
-            "draws": learner.sample_outputs(draw_key, posterior, outputs, num_draws),
+            "draws": learner.sample_outputs(
+                draw_key, posterior, outputs, num_draws, linearized=False
+            ),
             "linearized_draws": learner.sample_outputs(
                 draw_key, posterior, outputs, num_draws, linearized=True
             ),
@@ -751,6 +790,7 @@ def evaluate_shots(
             "niw_meta": args.niw_sgld_steps,
             "niw_meta_ggn": args.niw_ggn_steps,
             "niw_meta_map": args.niw_map_steps,
+            "niw_meta_defaults": 20,
         }[method]
         state, step, learner = build_method(
             method, init_params, inner, args, num_episodes=num_episodes
@@ -1135,7 +1175,9 @@ def _markdown(payload: dict[str, Any], args: argparse.Namespace) -> str:
         f"SGD steps on the episode's 2K points; NIW-Meta: Gaussian likelihood σ = "
         f"{settings['niw_sigma']}, SGLD fit of {settings['niw_sgld_steps']} steps (burn-in "
         f"{settings['niw_burnin']}, step {settings['niw_step_size']:g}, precision clamp "
-        f"{settings['niw_max_precision']:g}), quadratic meta-loss. Test: "
+        f"{settings['niw_max_precision']:g}), quadratic meta-loss; the Gauss-Newton variants "
+        "as in the script's docstring, and `library defaults`: `NIWMeta` given only the model "
+        "(its default fit, optimiser and prior). Test: "
         f"{settings['test_tasks']} fixed tasks, {settings['queries']} query points each; point "
         f"methods adapt with {settings['test_steps']} SGD steps, NIW-Meta with its fit and "
         f"{settings['niw_draws']} posterior draws. Intervals are ± 1.96 standard errors over "

@@ -15,7 +15,7 @@ from probkit.meta.core import (
     random_effects_meta_loss,
 )
 from probkit.meta.fits import ggn_fit, laplace_fit, linear_gaussian_fit, sgld_fit
-from probkit.meta.learner import MetaState, NIWMeta
+from probkit.meta.learner import MetaState, NIWMeta, ValidationReport, default_optimizer
 from probkit.meta.metrics import (
     CalibrationReport,
     CoverageReport,
@@ -24,6 +24,7 @@ from probkit.meta.metrics import (
     predictive_to_arviz,
     reliability_diagram,
 )
+from probkit.meta.predictive import class_probabilities
 from probkit.meta.tasks import (
     FewShotEpisodes,
     LinearGaussianEpisodes,
@@ -48,7 +49,10 @@ __all__ = [
     "NIWMeta",
     "SineLineEpisodes",
     "SinusoidEpisodes",
+    "ValidationReport",
+    "class_probabilities",
     "classification_calibration",
+    "default_optimizer",
     "digits_episodes",
     "episode_meta_loss",
     "ggn_fit",

@@ -16,17 +16,40 @@ overflows Adam's second moment and freezes the affected coordinates for good, si
 
 A new episode is met from the mode of ``q(φ)``: its support set is fitted from ``m₀`` and
 combined with the mode's precision ``γ₀(n₀ + 3)`` in closed form; predictions average the model
-over draws from that local posterior.
+over draws from that local posterior (:meth:`NIWMeta.sample_outputs`, and for a classifier
+:func:`~probkit.meta.class_probabilities`). :meth:`NIWMeta.validate` tells, on held-out
+episodes, whether meta-training has taught the learner anything, and warns when it has not.
 
-The defaults follow the paper (the SGLD fit of the loss alone). For a network, the Gauss-Newton
-fit read at the local MAP (``fit="ggn", fit_target="posterior"``) with the linearised
-predictive (:meth:`NIWMeta.sample_outputs` with ``linearized=True``) did much better in
-``benchmarks/meta_sinusoid.py``: 10-shot query MSE 0.186 against 0.699 for the SGLD fit and
-0.469 for the Gauss-Newton fit of the loss alone, level with MAML's 0.170.
+Defaults, and the measurements behind them. The paper's fit, SGLD draws of the loss alone,
+was the default until the few-shot benchmark showed what it does to a network: ten Langevin
+draws at a stable step barely move, so every fit precision sits at its clamp whatever the data
+say (``benchmarks/meta_sinusoid.py``), and a fit of the loss alone, however made, is shrunk
+towards ``m₀`` a second time by the closed form, so the support set's share of a softmax head's
+posterior mean was 6e-4 (digits) to 3e-6 (MNIST-5k) and the learner classified at chance, 20 %
+(``benchmarks/results/meta_fewshot.md``). The defaults now are the Gauss-Newton fit (the
+Laplace fit without ``outputs``) of the local posterior's objective, read at its end
+(``fit_target="posterior"``), and the predictive of the network linearised at the posterior
+mean: on the sinusoid 10-shot query MSE 0.186 against 0.699 for the SGLD fit and 0.469 for
+the Gauss-Newton fit of the loss alone (MAML 0.170); on digits and MNIST-5k 38–61 % accuracy
+at the posterior mean, with the lowest calibration error of the benchmark, where the fit of the
+loss stayed at 20 %. For a classifier, predict at the posterior mean: on that benchmark the
+probit over the linearised draws (:func:`~probkit.meta.class_probabilities`) kept its
+accuracy but was underconfident (``benchmarks/results/meta_fewshot.md``).
+
+Not yet right for every network: the default fit's optimiser, Adam at 1e-2 for 20 steps, moves
+every weight by up to 0.2 whether the data care about it or not. On Finn's sinusoid network
+(weights of sd 0.01) the learned law then spread to a prior sd of 0.4 per weight, and the
+default (linearised) predictive's query MSE was 1.32 and 0.97 at 5 and 10 shots
+(``benchmarks/results/meta_sinusoid.md``, the "library defaults" rows; the network's own draws
+scattered to 80 and 264), where plain gradient steps, ``fit_options={"optimizer":
+optax.sgd(2e-5)}`` (MAML's inner step on that loss), reach 0.533 and 0.186. For regression
+networks pass such ``fit_options`` and check the result with :meth:`NIWMeta.validate`.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -49,7 +72,7 @@ from probkit.meta.core import (
 )
 from probkit.meta.fits import ggn_fit, laplace_fit, sgld_fit
 
-__all__ = ["MetaState", "NIWMeta"]
+__all__ = ["MetaState", "NIWMeta", "ValidationReport", "default_optimizer"]
 
 FitFunction = Callable[[jax.Array, jax.Array, Any], GaussianFit]
 """``fit(key, start, episode) -> GaussianFit`` on the flat parameter vector."""
@@ -80,6 +103,67 @@ class MetaState(NamedTuple):
     skipped_updates: jax.Array
 
 
+class ValidationReport(NamedTuple):
+    """What :meth:`NIWMeta.validate` measured on held-out episodes.
+
+    Attributes
+    ----------
+    steps : int
+        Meta-updates applied.
+    law_change : float
+        The largest change of ``m₀``, ``log γ₀`` or ``log n₀`` from their initial values.
+    prior_query_loss, adapted_query_loss : float
+        The query loss per episode (``loss``, averaged over the episodes) at the prior's mean
+        ``m₀`` and at the local posterior's mean after adapting to the support set.
+    improvement, improvement_standard_error : float
+        Their paired difference (prior minus adapted: positive when adapting helps) and its
+        standard error over the episodes.
+    support_share : float
+        The median over coordinates and episodes of the support set's share ``Ā/(Ā + P)``
+        in the local posterior's mean (``P = γ₀(n₀ + 3)``, the mode's precision): near 0
+        the prior holds every coordinate at ``m₀``.
+    min_relative_improvement : float
+        The share of the prior's query loss that adapting must remove (see
+        :meth:`NIWMeta.validate`).
+    """
+
+    steps: int
+    law_change: float
+    prior_query_loss: float
+    adapted_query_loss: float
+    improvement: float
+    improvement_standard_error: float
+    support_share: float
+    min_relative_improvement: float
+
+    def problems(self) -> list[str]:
+        """Why the learner has not learned, in words (empty when nothing is wrong)."""
+        found = []
+        if self.steps == 0 or self.law_change == 0.0:
+            found.append(
+                f"the global law is at its initial value ({self.steps} updates applied); "
+                "meta-train it with update() on training episodes first"
+            )
+        significant = self.improvement > _ONE_SIDED_Z95 * self.improvement_standard_error
+        large = self.improvement >= self.min_relative_improvement * abs(self.prior_query_loss)
+        if not (significant and large):
+            found.append(
+                "adapting to the support set does not lower the query loss by "
+                f"{100 * self.min_relative_improvement:g} % "
+                f"({self.adapted_query_loss:.4g} against {self.prior_query_loss:.4g} at the "
+                f"prior's mean, improvement {self.improvement:.3g} ± "
+                f"{self.improvement_standard_error:.2g}); the support's median share in the "
+                f"posterior mean is {self.support_share:.2g} (near 0: the prior is too strong "
+                "for the support to move it, lower init_precision; the fit's steps may also "
+                "be too few or too short, see fit_options)"
+            )
+        return found
+
+
+_ONE_SIDED_Z95 = 1.6448536269514722
+"""The 95 % quantile of the standard normal: a one-sided test at the 5 % level."""
+
+
 class NIWMeta:
     """NIW hierarchical meta-learning for any episodic loss on a parameter pytree.
 
@@ -90,12 +174,14 @@ class NIWMeta:
         its examples, for parameters shaped like ``init_params``.
     init_params : pytree
         Parameters of the learner (e.g. a network's); they fix the flat layout and start ``m₀``.
-    fit : {"sgld", "laplace", "ggn"} or callable, default "sgld"
+    fit : {"auto", "sgld", "laplace", "ggn"} or callable, default "auto"
         The Gaussian fit of an episode's loss: the paper's SGLD draws, a Laplace fit (diagonal
-        Hessian), a diagonal generalised Gauss-Newton fit (needs ``outputs`` and
-        ``output_loss``), or ``fit(key, start, episode) -> GaussianFit`` (e.g. an exact fit of a
-        linear-Gaussian loss).
-    fit_target : {"loss", "posterior"}, default "loss"
+        Hessian, ``d`` Hessian-vector products per episode), a diagonal generalised Gauss-Newton
+        fit (needs ``outputs`` and ``output_loss``), or ``fit(key, start, episode) ->
+        GaussianFit`` (e.g. an exact fit of a linear-Gaussian loss). ``"auto"`` is ``"ggn"``
+        when ``outputs`` and ``output_loss`` are given and ``"laplace"`` otherwise: for a
+        network, pass them.
+    fit_target : {"auto", "loss", "posterior"}, default "auto"
         What the ``"laplace"`` and ``"ggn"`` fits optimise: the episode's loss alone, as the
         paper's SGLD fit does, or the local posterior's objective ``L(θ) + ½n₀γ₀‖θ - m₀‖²``
         (the prior precision the closed form uses: ``n₀γ₀`` in training, the mode's
@@ -107,7 +193,10 @@ class NIWMeta:
         ``½Σ Ā(m̄ - θ*)²``, which carries no gradient but would swamp its value.
         With ``"loss"``, a fit that stops short of the
         loss's minimum is pulled towards ``m₀`` twice: by the steps not taken and by the closed
-        form.
+        form. ``"auto"`` is ``"posterior"`` for the Laplace and Gauss-Newton fits and
+        ``"loss"`` for SGLD and for a callable (an exact fit of the loss needs no prior).
+        Measured (see the module's notes): the fit of the loss alone leaves a network at the
+        prior's mean, at chance on few-shot classification; the fit at the MAP learns.
     fit_options : dict, optional
         Options of :func:`~probkit.meta.fits.sgld_fit` (default ``num_steps=20, burnin=10,
         step_size=1e-4``), :func:`~probkit.meta.fits.laplace_fit` or
@@ -126,7 +215,14 @@ class NIWMeta:
     num_loss_samples : int, default 8
         Draws per episode of the ``"monte_carlo"`` meta-loss.
     optimizer : optax.GradientTransformation, optional
-        Updates the global parameters (default ``optax.adam(1e-3)``).
+        Updates the global parameters. The default, :func:`default_optimizer`, is Adam with
+        learning rate 1e-3 on ``m₀`` (a network's weights) and 1e-2 on the logarithms
+        ``log γ₀``, ``log n₀``, ``log κ₀``: Adam moves each coordinate by about its learning
+        rate per step, and the law's spread must travel several units of its logarithm from
+        its initial value (on linear-Gaussian episodes 1e-3 left ``τ² = 1/(n₀γ₀)`` 1.3
+        standard errors short of its empirical-Bayes value after 4000 full-batch updates,
+        1e-2 within 0.07 of one: the registered check
+        ``meta/default_meta_training_reaches_the_empirical_bayes_estimate``).
     init_precision : float, default 1.0
         Initial ``γ₀`` (every coordinate).
     init_df, init_kappa : float, default 10.0 and 1.0
@@ -158,8 +254,8 @@ class NIWMeta:
         loss: Callable[[Any, Any], jax.Array],
         init_params: Any,
         *,
-        fit: str | FitFunction = "sgld",
-        fit_target: str = "loss",
+        fit: str | FitFunction = "auto",
+        fit_target: str = "auto",
         fit_options: dict | None = None,
         meta_loss: str = "quadratic",
         num_loss_samples: int = 8,
@@ -186,10 +282,13 @@ class NIWMeta:
         self._init_flat = flat
         self.loss = loss
         if isinstance(fit, str):
-            fit = check_choice("fit", fit, ("sgld", "laplace", "ggn"))
+            fit = check_choice("fit", fit, ("auto", "sgld", "laplace", "ggn"))
+            if fit == "auto":
+                fit = "ggn" if outputs is not None or output_loss is not None else "laplace"
         elif not callable(fit):
             raise ProbkitError(
-                "`fit` must be 'sgld', 'laplace', 'ggn' or a callable fit(key, start, episode)."
+                "`fit` must be 'auto', 'sgld', 'laplace', 'ggn' or a callable "
+                "fit(key, start, episode)."
             )
         if fit == "ggn" and not (callable(outputs) and callable(output_loss)):
             raise ProbkitError(
@@ -198,7 +297,10 @@ class NIWMeta:
             )
         self.outputs, self.output_loss = outputs, output_loss
         self.fit = fit
-        self.fit_target = check_choice("fit_target", fit_target, ("loss", "posterior"))
+        fit_target = check_choice("fit_target", fit_target, ("auto", "loss", "posterior"))
+        if fit_target == "auto":
+            fit_target = "posterior" if fit in ("laplace", "ggn") else "loss"
+        self.fit_target = fit_target
         if self.fit_target == "posterior" and fit == "sgld":
             raise ProbkitError(
                 "fit_target='posterior' needs fit='laplace', 'ggn' or a callable "
@@ -207,7 +309,7 @@ class NIWMeta:
         self.fit_options = dict(fit_options or {})
         self.meta_loss_kind = check_choice("meta_loss", meta_loss, ("quadratic", "monte_carlo"))
         self.num_loss_samples = check_positive_int("num_loss_samples", num_loss_samples)
-        self.optimizer = optimizer or optax.adam(1e-3)
+        self.optimizer = optimizer or default_optimizer()
         for name, value in (
             ("init_precision", init_precision),
             ("init_df", init_df),
@@ -269,7 +371,8 @@ class NIWMeta:
             "log_df": jnp.asarray(np.log(self.init_df), flat.dtype),
             "log_kappa": jnp.asarray(np.log(self.init_kappa), flat.dtype),
         }
-        zero = jnp.asarray(0)
+        # Strongly typed int32, as update() returns them: a jitted loop then traces once.
+        zero = jnp.zeros((), jnp.int32)
         return MetaState(raw, self.optimizer.init(raw), zero, zero, zero)
 
     def prior(self, state: MetaState) -> DiagonalNIW:
@@ -334,6 +437,7 @@ class NIWMeta:
                 lambda theta: self.outputs(self._unravel(theta), episode),
                 lambda outputs: self.output_loss(outputs, episode),
                 start,
+                key=key,
                 **options,
             )
         return laplace_fit(flat_loss, start, **options)
@@ -454,7 +558,9 @@ class NIWMeta:
             (raw, opt_state),
             (state.raw, state.opt_state),
         )
-        rejected = jnp.sum(~keep)
+        # Counts keep the state's int32 (a sum of booleans is int64 under x64): the types of
+        # the state must not change, or a jitted loop traces its step again.
+        rejected = jnp.sum(~keep).astype(state.rejected_episodes.dtype)
         new_state = MetaState(
             raw,
             opt_state,
@@ -481,19 +587,12 @@ class NIWMeta:
             With ``strict=True``, when an episode was rejected or the update not applied (the
             state is then the one passed in).
         """
-        leaves = jax.tree_util.tree_leaves(episodes)
-        if not leaves or any(jnp.ndim(leaf) == 0 for leaf in leaves):
-            raise ProbkitError("`episodes` must be a pytree of arrays with a leading episode axis.")
-        sizes = {jnp.shape(leaf)[0] for leaf in leaves}
-        if len(sizes) != 1 or 0 in sizes:
-            raise ProbkitError(
-                f"every leaf of `episodes` must have the same non-zero leading size (episodes); got {sorted(sizes)}."
-            )
+        num = self._episode_count(episodes, "episodes")
         new_state, info = self._update(key, state, episodes)
         if self.strict and (int(info["rejected_episodes"]) or not bool(info["applied"])):
             raise ProbkitError(
                 f"meta-update {int(state.step)}: {int(info['rejected_episodes'])} of "
-                f"{sizes.pop()} episode fits failed (non-finite, or the loss rose by more than "
+                f"{num} episode fits failed (non-finite, or the loss rose by more than "
                 f"max_loss_increase={self.max_loss_increase:g}), update applied: "
                 f"{bool(info['applied'])}. Lower the fit's step size (fit_options) or pass "
                 "strict=False to skip such episodes."
@@ -520,6 +619,133 @@ class NIWMeta:
         fit = self.fit_episode(key, loc, support, at_mode.prior_precision())
         return local_posterior(at_mode, fit)
 
+    def validate(
+        self,
+        key: jax.Array,
+        state: MetaState,
+        support: Any,
+        query: Any,
+        *,
+        min_relative_improvement: float = 0.05,
+    ) -> ValidationReport:
+        """Whether meta-training has taught the learner anything, on held-out episodes.
+
+        Each episode is adapted from its support set (:meth:`adapt`) and its query set is
+        scored by ``loss`` at the local posterior's mean and at the prior's mean ``m₀`` (what
+        the learner predicts before it sees the support). Call it after meta-training, on
+        episodes it did not train on (new images of the training classes, or new tasks).
+
+        Parameters
+        ----------
+        key : jax.Array
+            PRNG key of the fits.
+        state : MetaState
+            The trained state.
+        support, query : pytree
+            Episodes' support and query sets (leaves with a leading episode axis, at least two
+            episodes, the same number in both), in the layout ``loss`` takes.
+        min_relative_improvement : float, default 0.05
+            The share of the prior's query loss that adapting must remove. Significance alone
+            is not enough: on the digits 5-way 5-shot episodes of ``docs/guides/meta.md`` the
+            former default (the fit of the loss alone, 300 meta-steps) lowered the query loss
+            by 1.1 %, significantly, while classifying at chance; the defaults (1000
+            meta-steps) lowered it by 86 %. 0 keeps the significance test alone.
+
+        Returns
+        -------
+        ValidationReport
+
+        Warns
+        -----
+        UserWarning
+            (a :class:`~probkit.ProbkitError` with ``strict=True``) when no update was applied
+            or the law is still at its initial value, or when adapting does not lower the
+            query loss significantly (one-sided z-test of the mean paired improvement at the
+            5 % level) and by at least ``min_relative_improvement`` of the prior's: the
+            learner then predicts no better than it did before it saw the support set, the
+            sign of a prior too strong for the support to move it (see ``support_share``) or
+            of a fit that does not converge.
+        """
+        if not (np.isfinite(min_relative_improvement) and 0 <= min_relative_improvement < 1):
+            raise ProbkitError(
+                "`min_relative_improvement` must be in [0, 1) (a share of the prior's query "
+                f"loss), got {min_relative_improvement!r}."
+            )
+        num = self._episode_count(support, "support")
+        if self._episode_count(query, "query") != num:
+            raise ProbkitError(
+                "`support` and `query` must hold the same episodes (the same leading size), "
+                f"got {num} and {self._episode_count(query, 'query')}."
+            )
+        if num < 2:
+            raise ProbkitError(
+                f"`support` holds {num} episode; validation compares the query loss over at "
+                "least 2 held-out episodes (more give a sharper test)."
+            )
+        prior_loss, adapted_loss, share = jax.device_get(self._validate(key, state, support, query))
+        improvement = np.asarray(prior_loss, np.float64) - np.asarray(adapted_loss, np.float64)
+        standard_error = float(np.std(improvement, ddof=1) / np.sqrt(num))
+        initial = self.init().raw
+        moved = max(
+            float(jnp.max(jnp.abs(state.raw[name] - initial[name])))
+            for name in ("loc", "log_precision", "log_df")
+        )
+        report = ValidationReport(
+            steps=int(state.step),
+            law_change=moved,
+            prior_query_loss=float(np.mean(prior_loss)),
+            adapted_query_loss=float(np.mean(adapted_loss)),
+            improvement=float(np.mean(improvement)),
+            improvement_standard_error=standard_error,
+            support_share=float(share),
+            min_relative_improvement=float(min_relative_improvement),
+        )
+        problems = report.problems()
+        if problems:
+            message = "NIW-Meta has not learned: " + "; ".join(problems) + "."
+            if self.strict:
+                raise ProbkitError(message)
+            warnings.warn(message, UserWarning, stacklevel=2)
+        return report
+
+    def _episode_count(self, episodes: Any, name: str) -> int:
+        leaves = jax.tree_util.tree_leaves(episodes)
+        if not leaves or any(jnp.ndim(leaf) == 0 for leaf in leaves):
+            raise ProbkitError(f"`{name}` must be a pytree of arrays with a leading episode axis.")
+        sizes = {jnp.shape(leaf)[0] for leaf in leaves}
+        if len(sizes) != 1 or 0 in sizes:
+            raise ProbkitError(
+                f"every leaf of `{name}` must have the same non-zero leading size (episodes); "
+                f"got {sorted(sizes)}."
+            )
+        return sizes.pop()
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def _validate(self, key, state, support, query):
+        prior = self.prior(state)
+        pull = 1.0 / prior.mode()[1]
+        num = jax.tree_util.tree_leaves(support)[0].shape[0]
+
+        def one(inputs):
+            episode_key, support_set, query_set = inputs
+            posterior = self.adapt(episode_key, state, support_set)
+            variances = (
+                posterior.covariance
+                if posterior.covariance.ndim == 1
+                else jnp.diagonal(posterior.covariance)
+            )
+            # V = 1/(Ā + P), so the support's share Ā/(Ā + P) of the mean is 1 − VP.
+            share = jnp.median(1.0 - variances * pull)
+            return (
+                self.loss(self._unravel(prior.loc), query_set),
+                self.loss(self._unravel(posterior.mean), query_set),
+                share,
+            )
+
+        inputs = (jax.random.split(key, num), support, query)
+        prior_loss, adapted_loss, share = jax.lax.map(one, inputs, batch_size=min(num, 32))
+        return prior_loss, adapted_loss, jnp.median(share)
+
     def sample_parameters(self, key: jax.Array, posterior: LocalPosterior, num_samples: int):
         """``num_samples`` parameter pytrees drawn from a local posterior (leading sample axis)."""
         num_samples = check_positive_int("num_samples", num_samples)
@@ -532,7 +758,7 @@ class NIWMeta:
         outputs: Callable[[Any], jax.Array],
         num_samples: int,
         *,
-        linearized: bool = False,
+        linearized: bool = True,
     ) -> jax.Array:
         """A model's outputs under ``num_samples`` draws from a local posterior.
 
@@ -547,7 +773,7 @@ class NIWMeta:
             inputs of interest, for a parameter pytree.
         num_samples : int
             Draws.
-        linearized : bool, default False
+        linearized : bool, default True
             Evaluate the model linearised at the posterior mean ``m``,
             ``f(m) + J(m)(θ - m)``, instead of at each draw: the predictive of the Gaussian
             model that the Laplace and Gauss-Newton fits assume (one linearisation, then a
@@ -555,6 +781,9 @@ class NIWMeta:
             ignores how they compensate for one another, so draws pushed through the network
             itself scatter its outputs far more than the data allow; the linearised outputs
             keep the spread the fit's curvature describes.
+            In ``benchmarks/meta_sinusoid.py`` and ``benchmarks/meta_fewshot.py`` the
+            linearised draws beat the network's own draws in query error and in accuracy in
+            every setting; pass ``False`` for the network at each draw.
 
         Returns
         -------
@@ -567,6 +796,20 @@ class NIWMeta:
             return jax.vmap(lambda theta: outputs(self._unravel(theta)))(draws)
         at_mean, jvp = jax.linearize(lambda theta: outputs(self._unravel(theta)), posterior.mean)
         return at_mean + jax.vmap(jvp)(draws - posterior.mean)
+
+
+def default_optimizer(
+    loc_learning_rate: float = 1e-3, spread_learning_rate: float = 1e-2
+) -> optax.GradientTransformation:
+    """Adam on ``m₀`` and, with its own learning rate, on ``log γ₀``, ``log n₀`` and ``log κ₀``.
+
+    The default optimiser of :class:`NIWMeta` (see its ``optimizer`` parameter); the state's
+    ``raw`` dictionary is labelled by its keys.
+    """
+    return optax.multi_transform(
+        {"loc": optax.adam(loc_learning_rate), "spread": optax.adam(spread_learning_rate)},
+        {"loc": "loc", "log_precision": "spread", "log_df": "spread", "log_kappa": "spread"},
+    )
 
 
 def _mode_offset(prior: DiagonalNIW, fit: GaussianFit) -> jax.Array:

@@ -105,7 +105,9 @@ def _as_probabilities(probabilities: Any) -> np.ndarray:
             "each row of `probabilities` must sum to 1 (to 1e-6); normalise them, e.g. "
             "`p / p.sum(axis=1, keepdims=True)`."
         )
-    return p
+    # Rows of a float32 softmax sum to 1 within ~1e-7, which scikit-learn's log_loss warns
+    # about in float64: the rounding is removed here, after the check above.
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def classification_calibration(

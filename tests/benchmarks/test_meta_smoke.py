@@ -29,13 +29,16 @@ def test_meta_sinusoid_benchmark_smoke(tmp_path):
 def test_meta_fewshot_benchmark_smoke(tmp_path):
     module = load("meta_fewshot")
     arguments = ["--smoke", "--datasets", "digits", "--shots", "1"]
-    arguments += ["--methods", "centroid", "niw_meta_map", "--out", str(tmp_path)]
+    arguments += ["--methods", "centroid", "niw_meta", "--out", str(tmp_path)]
     assert module.main(arguments) == 0
     payload = json.loads((tmp_path / "meta_fewshot.json").read_text())
     (entry,) = payload["results"].values()
-    for name in ("centroid", "niw_meta_map", "niw_meta_map_mean"):
+    for name in ("centroid", "niw_meta", "niw_meta_probit", "niw_meta_average"):
         assert 0.0 <= entry["methods"][name]["accuracy"]["mean"] <= 1.0
+    # The reliability table of the default predictive, for the figure.
+    table = entry["reliability"]["niw_meta"]
+    assert sum(table["counts"]) == 20 * 5 * 15  # smoke: 20 test episodes of 5 × 15 queries
     # The script's closed-form fit of the local posterior against the library's (float32).
-    check = entry["ggn_fit_against_library"]["niw_meta_map"]
+    check = entry["ggn_fit_against_library"]["niw_meta"]
     assert check["mean"] < 1e-4
     assert check["precision"] < 1e-4

@@ -391,6 +391,7 @@ def test_the_ggn_learner_fits_through_the_model_outputs():
         _mlp_loss,
         _mlp_params(),
         fit="ggn",
+        fit_target="loss",
         outputs=_mlp_outputs,
         output_loss=lambda z, episode: 0.5 * jnp.sum((z - episode[1]) ** 2),
         fit_options={"num_steps": 5, "min_precision": -np.inf, "max_precision": np.inf},
@@ -510,7 +511,7 @@ def test_sampled_outputs_are_the_model_at_the_draws_or_its_linearisation():
 
     key = jax.random.key(8)
     thetas = LocalPosterior(*posterior).sample(key, 5)
-    direct = learner.sample_outputs(key, posterior, outputs, 5)
+    direct = learner.sample_outputs(key, posterior, outputs, 5, linearized=False)
     params = learner.sample_parameters(key, posterior, 5)
     np.testing.assert_allclose(direct, jax.vmap(outputs)(params), rtol=1e-12)
     linear = learner.sample_outputs(key, posterior, outputs, 5, linearized=True)
@@ -522,19 +523,20 @@ def test_sampled_outputs_are_the_model_at_the_draws_or_its_linearisation():
     assert np.max(np.abs(np.asarray(linear - direct))) > 1e-3  # the network is not linear
 
 
-def test_the_update_does_not_grow_with_the_number_of_inner_steps():
+@pytest.mark.parametrize("fit", ["sgld", "laplace"])
+def test_the_update_does_not_grow_with_the_number_of_inner_steps(fit):
     # The fits are constants of the meta-loss and the Langevin draws are summarised on the fly:
     # the compiled update's temporary memory is the same for 16 and 256 inner steps
     # (storing the draws would take 16 times more; MAML's graph grows with its inner steps).
+    # The default fit (Laplace at the MAP) unrolls up to 32 steps: 256 are a rolled loop.
     tasks = sinusoid_episodes(jax.random.key(5), 8, shots=5)
     episodes = (tasks.support_x, tasks.support_y)
     sizes = []
     for steps in (16, 256):
-        learner = NIWMeta(
-            _mlp_loss,
-            _mlp_params(32),
-            fit_options={"num_steps": steps, "burnin": 2, "step_size": 1e-3},
-        )
+        options = {"num_steps": steps}
+        if fit == "sgld":
+            options.update(burnin=2, step_size=1e-3)
+        learner = NIWMeta(_mlp_loss, _mlp_params(32), fit=fit, fit_options=options)
         state = learner.init()
         compiled = jax.jit(learner._update_impl).lower(jax.random.key(0), state, episodes).compile()
         analysis = compiled.memory_analysis()

@@ -7,6 +7,7 @@ level) plus 1e-3 for the O(1/n_draws) bias of interval ends estimated from 4000 
 """
 
 import math
+import warnings
 
 import matplotlib
 import numpy as np
@@ -121,3 +122,16 @@ def test_bad_coverage_input_is_refused():
         interval_coverage(np.zeros((10, 3)), np.zeros(4))
     with pytest.raises(ProbkitError, match="finite"):
         interval_coverage(np.full((10, 3), np.inf), np.zeros(3))
+
+
+def test_float32_softmax_rows_are_accepted_without_a_warning():
+    # Their sums are 1 only to float32 rounding (~1e-7), which scikit-learn's log loss flags.
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(500, 5)).astype(np.float32) * 4
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 5, 500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = classification_calibration(probabilities, labels)
+    expected = -np.mean(np.log(probabilities.astype(np.float64)[np.arange(500), labels]))
+    np.testing.assert_allclose(report.nll, expected, rtol=1e-6)
