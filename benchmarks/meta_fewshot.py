@@ -570,14 +570,18 @@ def _ece(confidence: np.ndarray, correct: np.ndarray) -> float:
     return float(np.sum(np.abs(gap)) / confidence.size) if counts.sum() else float("nan")
 
 
+def _confidence_and_correct(probabilities: np.ndarray, labels: np.ndarray):
+    """The largest probability of each query and whether its class is the label (0/1)."""
+    p = np.asarray(probabilities, np.float64)
+    return p.max(-1), (p.argmax(-1) == labels).astype(float)
+
+
 def _ece_difference(first: np.ndarray, second: np.ndarray, labels: np.ndarray) -> dict:
     """ECE(first) − ECE(second) on all queries, with a paired 95 % bootstrap over episodes."""
-
-    def parts(p):
-        p = np.asarray(p, np.float64)
-        return p.max(-1), (p.argmax(-1) == labels).astype(float)
-
-    (c1, k1), (c2, k2) = parts(first), parts(second)
+    (c1, k1), (c2, k2) = (
+        _confidence_and_correct(first, labels),
+        _confidence_and_correct(second, labels),
+    )
     rng = np.random.default_rng(1)
     episodes = labels.shape[0]
     boot = [
@@ -598,10 +602,9 @@ def scores(probabilities: np.ndarray | None, labels: np.ndarray, predicted=None)
         return {"accuracy": np.mean(predicted == labels, axis=-1)}
     p = np.asarray(probabilities, np.float64)
     p = p / p.sum(-1, keepdims=True)
-    correct = (p.argmax(-1) == labels).astype(float)
+    confidence, correct = _confidence_and_correct(p, labels)
     chosen = np.take_along_axis(p, labels[..., None], -1)[..., 0]
     report = classification_calibration(p.reshape(-1, WAYS), labels.ravel(), n_bins=ECE_BINS)
-    confidence = p.max(-1)
     rng = np.random.default_rng(0)
     episodes = labels.shape[0]
     boot = [

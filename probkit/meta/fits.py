@@ -184,9 +184,9 @@ def _minimise(loss, start, prior_precision, num_steps, learning_rate, optimizer)
     # Unrolled when short: XLA on CPU runs a convolution's gradient inside a loop several times
     # slower than in straight-line code (a 4-layer CNN on an 80-image episode: 5 steps took
     # 1.77 s in a loop, 0.23 s unrolled); a long loop stays rolled to bound compile time.
-    unroll = num_steps if num_steps <= MAX_UNROLLED_STEPS else 1
+    unroll = num_steps if 0 < num_steps <= MAX_UNROLLED_STEPS else 1
     (theta, _), _ = jax.lax.scan(
-        step, (start, optimizer.init(start)), None, length=num_steps, unroll=max(unroll, 1)
+        step, (start, optimizer.init(start)), None, length=num_steps, unroll=unroll
     )
     return theta
 

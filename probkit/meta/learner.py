@@ -364,16 +364,19 @@ class NIWMeta:
 
     def init(self) -> MetaState:
         """The initial state: ``m₀ = init_params``, ``γ₀ = init_precision``, ``n₀``, ``κ₀``."""
+        raw = self._initial_raw()
+        # Strongly typed int32, as update() returns them: a jitted loop then traces once.
+        zero = jnp.zeros((), jnp.int32)
+        return MetaState(raw, self.optimizer.init(raw), zero, zero, zero)
+
+    def _initial_raw(self) -> dict:
         flat = self._init_flat
-        raw = {
+        return {
             "loc": flat,
             "log_precision": jnp.full_like(flat, np.log(self.init_precision)),
             "log_df": jnp.asarray(np.log(self.init_df), flat.dtype),
             "log_kappa": jnp.asarray(np.log(self.init_kappa), flat.dtype),
         }
-        # Strongly typed int32, as update() returns them: a jitted loop then traces once.
-        zero = jnp.zeros((), jnp.int32)
-        return MetaState(raw, self.optimizer.init(raw), zero, zero, zero)
 
     def prior(self, state: MetaState) -> DiagonalNIW:
         """The global law ``q(φ)`` of ``state`` (with the clamps applied)."""
@@ -671,11 +674,11 @@ class NIWMeta:
                 "`min_relative_improvement` must be in [0, 1) (a share of the prior's query "
                 f"loss), got {min_relative_improvement!r}."
             )
-        num = self._episode_count(support, "support")
-        if self._episode_count(query, "query") != num:
+        num, queries = self._episode_count(support, "support"), self._episode_count(query, "query")
+        if queries != num:
             raise ProbkitError(
                 "`support` and `query` must hold the same episodes (the same leading size), "
-                f"got {num} and {self._episode_count(query, 'query')}."
+                f"got {num} and {queries}."
             )
         if num < 2:
             raise ProbkitError(
@@ -685,7 +688,7 @@ class NIWMeta:
         prior_loss, adapted_loss, share = jax.device_get(self._validate(key, state, support, query))
         improvement = np.asarray(prior_loss, np.float64) - np.asarray(adapted_loss, np.float64)
         standard_error = float(np.std(improvement, ddof=1) / np.sqrt(num))
-        initial = self.init().raw
+        initial = self._initial_raw()
         moved = max(
             float(jnp.max(jnp.abs(state.raw[name] - initial[name])))
             for name in ("loc", "log_precision", "log_df")

@@ -27,6 +27,7 @@ import optax
 from numpyro.distributions.kl import kl_divergence
 from scipy import optimize, stats
 from statsmodels.stats import meta_analysis
+from statsmodels.tools import numdiff
 
 from probkit._errors import ProbkitError
 from probkit.distributions import NormalInverseGamma, NormalInverseWishart
@@ -665,7 +666,7 @@ def _random_effects_mle(fits):
 
     Per episode ``m̄_i ~ N(μ, Ā_i⁻¹ + diag τ²)``; maximised over ``(μ, log τ²)`` by BFGS from
     the moments, in float64; the covariance of ``(μ, τ²)`` is the inverse observed information
-    (numerical Hessian of the negative log-likelihood in ``(μ, τ²)``).
+    (statsmodels' four-point numerical Hessian of the negative log-likelihood in ``(μ, τ²)``).
     """
     means = np.asarray(fits.mean)
     within = np.linalg.inv(np.asarray(fits.precision))
@@ -690,18 +691,9 @@ def _random_effects_mle(fits):
     def in_natural(z):
         return negative_log_likelihood(z[:d], z[d:])
 
-    step = 1e-4 * np.maximum(np.abs(estimate), 1.0)
-    size = estimate.size
-    hessian = np.zeros((size, size))
-    for i in range(size):
-        for j in range(size):
-            ei, ej = np.eye(size)[i] * step[i], np.eye(size)[j] * step[j]
-            hessian[i, j] = (
-                in_natural(estimate + ei + ej)
-                - in_natural(estimate + ei - ej)
-                - in_natural(estimate - ei + ej)
-                + in_natural(estimate - ei - ej)
-            ) / (4 * step[i] * step[j])
+    hessian = numdiff.approx_hess3(
+        estimate, in_natural, epsilon=1e-4 * np.maximum(np.abs(estimate), 1.0)
+    )
     return estimate, np.linalg.inv(hessian)
 
 
