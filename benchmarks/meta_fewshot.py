@@ -28,8 +28,9 @@ learning rate 1e-3):
   meta-batch`` for the hyperprior term, Adam at 1e-3 on ``m₀`` (as every other method) and
   at 1e-2 on the law's spread (:func:`probkit.meta.default_optimizer`), and the diagonal
   generalised Gauss-Newton fit of the local posterior's objective ``L(θ) + ½P‖θ − m₀‖²``
-  (``P = n₀γ₀`` at meta-training, the mode's ``γ₀(n₀ + 3)`` at test; 20 Adam steps, learning
-  rate 0.01, from ``m₀``, then ``diag(JᵀHJ)`` there, clamped to [1e-4, 1e3]) read at the end of
+  (``P = n₀γ₀`` at meta-training, the mode's ``γ₀(n₀ + 3)`` at test; 20 L-BFGS steps
+  (:func:`probkit.meta.default_fit_optimizer`; ``--niw-fit-lr`` takes Adam steps at that rate
+  instead) from ``m₀``, then ``diag(JᵀHJ)`` there, clamped to [1e-4, 1e3]) read at the end of
   its steps (``fit_target="posterior"``). The fit is the mathematics of
   :func:`probkit.meta.ggn_fit`, computed here layer by layer in closed form
   (:func:`mlp_ggn_diagonal`): the library builds the Jacobian of all the episode's outputs and
@@ -39,9 +40,12 @@ learning rate 1e-3):
   prediction: :meth:`~probkit.meta.NIWMeta.adapt` (the fit on the support set from ``m₀``,
   combined with the mode's precision), then the softmax of the network at the local posterior
   mean; second and third rows: draws of the logits from the network linearised at the local
-  posterior mean (the default of :meth:`~probkit.meta.NIWMeta.sample_outputs`) turned into
-  probabilities by the probit approximation (:func:`probkit.meta.class_probabilities`), and
-  the softmax averaged over the same draws. Diagnostics:
+  posterior mean (the default of :meth:`~probkit.meta.NIWMeta.sample_outputs`) under the
+  default posterior of :meth:`~probkit.meta.NIWMeta.adapt` (the support's full Gauss-Newton
+  curvature, :class:`probkit.meta.LinearizedPosterior`), turned into probabilities by the
+  probit approximation (:func:`probkit.meta.class_probabilities`), and the softmax averaged
+  over the same draws; for ``niw_meta`` a fourth row, the probit of draws from the closed
+  form's diagonal posterior (``adapt(..., curvature="diagonal")``). Diagnostics:
   the shrinkage ``Ā / (Ā + γ₀(n₀ + 3))`` of the head's coordinates (the share of the support
   set in the local posterior mean) and the posterior standard deviations.
 * ``niw_meta_loss`` and ``niw_meta_weak``: the library's former default, the fit of the loss
@@ -96,6 +100,7 @@ from probkit.meta import (
     NIWMeta,
     class_probabilities,
     classification_calibration,
+    default_fit_optimizer,
     default_optimizer,
     digits_episodes,
     ggn_fit,
@@ -108,7 +113,7 @@ FIGURE_METHODS = {"protonet": "tab:blue", "maml": "tab:orange", "niw_meta": "tab
 DATASETS = {"digits": digits_episodes, "mnist5k": mnist5k_episodes}
 METHODS = ("centroid", "protonet", "maml", "niw_meta", "niw_meta_loss", "niw_meta_weak")
 NIW_METHODS = ("niw_meta", "niw_meta_loss", "niw_meta_weak")
-NIW_PREDICTIVES = ("", "_probit", "_average")
+NIW_PREDICTIVES = ("", "_probit", "_average", "_probit_diagonal")
 LABELS = {
     "centroid": "nearest centroid (pixels)",
     "protonet": "ProtoNet",
@@ -117,6 +122,7 @@ LABELS = {
     "niw_meta": "NIW-Meta, defaults (posterior mean)",
     "niw_meta_probit": "NIW-Meta, defaults, probit",
     "niw_meta_average": "NIW-Meta, defaults, averaged draws",
+    "niw_meta_probit_diagonal": "NIW-Meta, defaults, probit, diagonal posterior",
     "niw_meta_loss": "NIW-Meta, fit of the loss, γ₀ = 1 (posterior mean)",
     "niw_meta_loss_probit": "NIW-Meta, fit of the loss, γ₀ = 1, probit",
     "niw_meta_loss_average": "NIW-Meta, fit of the loss, γ₀ = 1, averaged draws",
@@ -278,14 +284,14 @@ def mlp_ggn_diagonal(params: dict[str, jax.Array], x: jax.Array) -> dict[str, ja
 def softmax_ggn_fit(
     unravel: Callable,
     num_steps: int,
-    learning_rate: float,
+    learning_rate: float | None,
     min_precision: float = 1e-4,
     max_precision: float = 1e3,
     posterior_target: bool = False,
 ) -> Callable[..., GaussianFit]:
     """:func:`probkit.meta.ggn_fit` for this MLP and the softmax cross-entropy, in closed form.
 
-    The same Adam steps from ``start`` on the summed cross-entropy, then the diagonal of the
+    The same optimiser steps (L-BFGS, or Adam when ``learning_rate`` is given) from ``start`` on the summed cross-entropy, then the diagonal of the
     generalised Gauss-Newton matrix there from :func:`mlp_ggn_diagonal`, clamped to
     ``[min_precision, max_precision]`` (the library's defaults). The library builds the Jacobian
     of all ``examples × ways`` outputs and the Hessian of the loss in all of them, whose cost
@@ -295,7 +301,9 @@ def softmax_ggn_fit(
     the local posterior's objective and the fit is
     :meth:`~probkit.meta.GaussianFit.at_posterior_mode` of where they end.
     """
-    optimizer = optax.adam(learning_rate)
+    optimizer = optax.with_extra_args_support(
+        default_fit_optimizer() if learning_rate is None else optax.adam(learning_rate)
+    )
 
     def fit(key, start, episode, prior_precision=None):
         del key
@@ -306,11 +314,14 @@ def softmax_ggn_fit(
                 return loss
             return loss + 0.5 * jnp.sum(prior_precision * (theta - start) ** 2)
 
-        gradient = jax.grad(flat_loss)
+        value_and_gradient = jax.value_and_grad(flat_loss)
 
         def step(carry, _):
             theta, state = carry
-            updates, state = optimizer.update(gradient(theta), state, theta)
+            value, gradient = value_and_gradient(theta)
+            updates, state = optimizer.update(
+                gradient, state, theta, value=value, grad=gradient, value_fn=flat_loss
+            )
             return (optax.apply_updates(theta, updates), state), None
 
         (theta, _), _ = jax.lax.scan(step, (start, optimizer.init(start)), None, length=num_steps)
@@ -342,6 +353,10 @@ def niw_meta_learner(
         init_params,
         fit=fit,
         fit_target=fit_target,
+        # The model's logits and the loss in them: adapt() then gives the posterior with the
+        # support's full Gauss-Newton curvature (the fit itself is the closed form above).
+        outputs=lambda params, episode: logits(params, episode[0]),
+        output_loss=lambda out, episode: jnp.sum(cross_entropy(out, episode[1])),
         # m₀ moves with the same Adam as every other method; the law's spread (log γ₀, log n₀,
         # log κ₀) may be given a larger learning rate (--niw-prior-lr).
         optimizer=default_optimizer(META_LEARNING_RATE, args.niw_prior_lr),
@@ -490,16 +505,21 @@ def niw_meta_probabilities(learner: NIWMeta, state, test: FewShotEpisodes, args)
     def one(inputs):
         key, sx, sy, qx = inputs
         fit_key, draw_key = jax.random.split(key)
-        posterior = learner.adapt(fit_key, state, (sx, sy))
+        # The library's default posterior (the support's full Gauss-Newton curvature) and the
+        # closed form's diagonal one, which the diagnostics below read; the same mean.
+        full = learner.adapt(fit_key, state, (sx, sy))
+        posterior = learner.adapt(fit_key, state, (sx, sy), curvature="diagonal")
 
         def query_logits(params):
             return logits(params, qx)
 
         # The library's default predictive: the network linearised at the posterior mean.
-        linear_draws = learner.sample_outputs(draw_key, posterior, query_logits, args.niw_draws)
+        linear_draws = learner.sample_outputs(draw_key, full, query_logits, args.niw_draws)
         mean_logits = logits(learner.unravel(posterior.mean), qx)
         probit = class_probabilities(linear_draws, mean=mean_logits)
         averaged = class_probabilities(linear_draws, "average")
+        diagonal_draws = learner.sample_outputs(draw_key, posterior, query_logits, args.niw_draws)
+        probit_diagonal = class_probabilities(diagonal_draws, mean=mean_logits)
         at_mean = jax.nn.softmax(mean_logits)
         # The fit's precision from the posterior's: V = 1/(Ā + 1/σ²*).
         fit_precision = 1.0 / posterior.covariance - 1.0 / mode_variance
@@ -519,6 +539,7 @@ def niw_meta_probabilities(learner: NIWMeta, state, test: FewShotEpisodes, args)
         return (
             probit,
             averaged,
+            probit_diagonal,
             at_mean,
             jnp.median(shrinkage[head]),
             jnp.median(fit_precision[head]),
@@ -529,12 +550,22 @@ def niw_meta_probabilities(learner: NIWMeta, state, test: FewShotEpisodes, args)
         )
 
     run = jax.jit(lambda *a: jax.lax.map(one, a, batch_size=min(50, a[1].shape[0])))
-    probit, averaged, at_mean, shrinkage, fit_precision, sd, sd_head, move, support_p = run(
-        keys, test.support_x, test.support_y, test.query_x
-    )
+    (
+        probit,
+        averaged,
+        probit_diagonal,
+        at_mean,
+        shrinkage,
+        fit_precision,
+        sd,
+        sd_head,
+        move,
+        support_p,
+    ) = run(keys, test.support_x, test.support_y, test.query_x)
     return {
         "probit": np.asarray(probit),
         "average": np.asarray(averaged),
+        "probit_diagonal": np.asarray(probit_diagonal),
         "mean": np.asarray(at_mean),
         "diagnostics": {
             "prior_df": float(prior.df),
@@ -695,6 +726,8 @@ def evaluate_setting(dataset: str, shots: int, args: argparse.Namespace) -> dict
             per_episode[method] = scores(out["mean"], labels)
             per_episode[f"{method}_probit"] = scores(out["probit"], labels)
             per_episode[f"{method}_average"] = scores(out["average"], labels)
+            if method == "niw_meta":
+                per_episode[f"{method}_probit_diagonal"] = scores(out["probit_diagonal"], labels)
             probabilities_for_figure[method] = out["mean"]
         suffixes = NIW_PREDICTIVES if method in NIW_METHODS else ("",)
         rows = [method + suffix for suffix in suffixes if method + suffix in per_episode]
@@ -929,16 +962,23 @@ def _markdown(payload: dict[str, Any]) -> str:
         f"{s['meta_batch']}, outer Adam {META_LEARNING_RATE:g}, one model per data set and K. "
         f"MAML: {'first' if s['first_order'] else 'second'} order, inner SGD learning rate "
         f"{s['maml_inner_lr']}, {s['maml_train_steps']} step(s) at training, "
-        f"{s['maml_test_steps']} at test. NIW-Meta: GGN fit ({s['niw_fit_steps']} Adam steps, "
-        f"learning rate {s['niw_fit_lr']}) of the local posterior's objective read at its end "
+        f"{s['maml_test_steps']} at test. NIW-Meta: GGN fit ({s['niw_fit_steps']} "
+        + (
+            "L-BFGS steps, the library's default"
+            if s["niw_fit_lr"] is None
+            else f"Adam steps, learning rate {s['niw_fit_lr']}"
+        )
+        + ") of the local posterior's objective read at its end "
         '(the library\'s default, `fit_target="posterior"`) or of the loss alone (the former '
         f"default), initial γ₀ = {s['niw_init_precision']:g} (the library's default) or "
         f"{s['niw_weak_precision']:g}, n₀ = 10, Adam on the law's spread at "
         f"{s['niw_prior_lr']:g} (the library's default); predictive: the softmax of the network "
         "at the local posterior mean, or from "
         f"{s['niw_draws']} draws of the network linearised there (the default of "
-        "`sample_outputs`) by the probit approximation (`class_probabilities`) or "
-        "the softmax averaged over the draws. Accuracy and NLL: mean over test "
+        "`sample_outputs`) under the support's full Gauss-Newton posterior (the default of "
+        "`adapt`) by the probit approximation (`class_probabilities`) or "
+        "the softmax averaged over the draws, or under the closed form's diagonal posterior "
+        "by the probit. Accuracy and NLL: mean over test "
         "episodes ± 1.96 standard errors; ECE: all queries pooled, 15 bins, 95 % bootstrap "
         "interval over episodes. See the script's docstring for the conventions.",
         "",
@@ -1013,7 +1053,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--maml-test-steps", type=int, default=3)
     parser.add_argument("--first-order", action="store_true", help="first-order MAML")
     parser.add_argument("--niw-fit-steps", type=int, default=20)
-    parser.add_argument("--niw-fit-lr", type=float, default=0.01)
+    parser.add_argument(
+        "--niw-fit-lr", type=float, default=None, help="Adam's learning rate; default L-BFGS"
+    )
     parser.add_argument("--niw-init-precision", type=float, default=1.0, help="niw_meta's γ₀")
     parser.add_argument(
         "--niw-weak-precision", type=float, default=1e-4, help="niw_meta_weak's initial γ₀"

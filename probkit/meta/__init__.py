@@ -8,13 +8,20 @@ and uncertainty metrics (NLL, Brier, ECE/MCE with reliability diagrams, interval
 from probkit.meta.core import (
     DiagonalNIW,
     GaussianFit,
+    LinearizedPosterior,
     LocalPosterior,
     episode_meta_loss,
     local_posterior,
     monte_carlo_episode_meta_loss,
     random_effects_meta_loss,
 )
-from probkit.meta.fits import ggn_fit, laplace_fit, linear_gaussian_fit, sgld_fit
+from probkit.meta.fits import (
+    default_fit_optimizer,
+    ggn_fit,
+    laplace_fit,
+    linear_gaussian_fit,
+    sgld_fit,
+)
 from probkit.meta.learner import MetaState, NIWMeta, ValidationReport, default_optimizer
 from probkit.meta.metrics import (
     CalibrationReport,
@@ -44,6 +51,7 @@ __all__ = [
     "FewShotEpisodes",
     "GaussianFit",
     "LinearGaussianEpisodes",
+    "LinearizedPosterior",
     "LocalPosterior",
     "MetaState",
     "NIWMeta",
@@ -52,6 +60,7 @@ __all__ = [
     "ValidationReport",
     "class_probabilities",
     "classification_calibration",
+    "default_fit_optimizer",
     "default_optimizer",
     "digits_episodes",
     "episode_meta_loss",

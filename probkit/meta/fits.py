@@ -6,8 +6,9 @@
 * :func:`sgld_fit`: the paper's estimator for any loss: stochastic-gradient Langevin dynamics
   on ``exp(-L(θ))`` started at the prior mean; the sample mean and the inverse sample variance of
   the draws after burn-in (diagonal, clamped to ``[min_precision, max_precision]``).
-* :func:`laplace_fit`: a few optimiser steps (Adam by default) on ``L`` from the prior mean, then the diagonal of the
-  Hessian there (clamped the same way); ``d`` Hessian-vector products.
+* :func:`laplace_fit`: a few optimiser steps (L-BFGS by default, :func:`default_fit_optimizer`)
+  on ``L`` from the prior mean, then the diagonal of the Hessian there (clamped the same way);
+  ``d`` Hessian-vector products.
 * :func:`ggn_fit`: the same optimiser steps, then the diagonal of the generalised Gauss-Newton
   matrix ``JᵀHJ`` of a loss written as ``ℓ(f(θ))`` (``J`` the Jacobian of the model's outputs,
   ``H`` the Hessian of ``ℓ`` in them): positive semi-definite for a convex ``ℓ`` (squared error,
@@ -40,9 +41,16 @@ import jax.numpy as jnp
 import optax
 
 from probkit._errors import ProbkitError
+from probkit._validate import check_positive_int
 from probkit.meta.core import GaussianFit
 
-__all__ = ["ggn_fit", "laplace_fit", "linear_gaussian_fit", "sgld_fit"]
+__all__ = [
+    "default_fit_optimizer",
+    "ggn_fit",
+    "laplace_fit",
+    "linear_gaussian_fit",
+    "sgld_fit",
+]
 
 
 def linear_gaussian_fit(design, targets, noise_variance, mask=None) -> GaussianFit:
@@ -79,6 +87,22 @@ def linear_gaussian_fit(design, targets, noise_variance, mask=None) -> GaussianF
 
 MAX_UNROLLED_STEPS = 32
 """Optimiser steps of a fit up to which the loop is unrolled (see :func:`_minimise`)."""
+
+
+def default_fit_optimizer() -> optax.GradientTransformationExtraArgs:
+    """The optimiser of :func:`laplace_fit` and :func:`ggn_fit` when none is given: L-BFGS.
+
+    ``optax.lbfgs()`` (memory 10, zoom line search satisfying the strong Wolfe conditions):
+    its steps are scaled by the curvature it meets and by the line search, so it needs no
+    learning rate, whose right value differs by orders of magnitude between networks. Measured
+    on ``benchmarks/meta_sinusoid.py`` (5-shot, 3000 meta-steps, 20 fit steps of the local
+    posterior's objective): the query MSE of the default learner was 0.39 with L-BFGS against
+    1.1–3.0 with Adam at any learning rate tried, 0.54 with MAML's plain gradient step
+    (``optax.sgd(2e-5)``, tuned to that network) and 0.75 with an Armijo backtracking
+    gradient descent; one meta-step of 25 episodes cost 35 ms against 9 ms for the plain
+    gradient step.
+    """
+    return optax.lbfgs()
 
 
 def _clamp(precision, min_precision, max_precision):
@@ -173,12 +197,24 @@ def _minimise(loss, start, prior_precision, num_steps, learning_rate, optimizer)
             return loss(theta)
         return loss(theta) + 0.5 * jnp.sum(prior_precision * (theta - start) ** 2)
 
-    gradient = jax.grad(objective)
-    optimizer = optimizer or optax.adam(learning_rate)
+    value_and_gradient = jax.value_and_grad(objective)
+    # Line searches (optax.scale_by_backtracking_linesearch, optax.lbfgs) read the objective's
+    # value and call it; other optimisers ignore the extra arguments.
+    if optimizer is not None and learning_rate is not None:
+        raise ProbkitError(
+            "pass either `learning_rate` (Adam's) or `optimizer`, not both: the optimizer "
+            "carries its own learning rate."
+        )
+    if optimizer is None:
+        optimizer = default_fit_optimizer() if learning_rate is None else optax.adam(learning_rate)
+    optimizer = optax.with_extra_args_support(optimizer)
 
     def step(carry, _):
         theta, state = carry
-        updates, state = optimizer.update(gradient(theta), state, theta)
+        value, gradient = value_and_gradient(theta)
+        updates, state = optimizer.update(
+            gradient, state, theta, value=value, grad=gradient, value_fn=objective
+        )
         return (optax.apply_updates(theta, updates), state), None
 
     # Unrolled when short: XLA on CPU runs a convolution's gradient inside a loop several times
@@ -196,7 +232,7 @@ def laplace_fit(
     start: jax.Array,
     *,
     num_steps: int,
-    learning_rate: float = 1e-2,
+    learning_rate: float | None = None,
     optimizer: optax.GradientTransformation | None = None,
     min_precision: float = 1e-4,
     max_precision: float = 1e3,
@@ -204,9 +240,9 @@ def laplace_fit(
 ) -> GaussianFit:
     """Gaussian fit from ``num_steps`` optimiser steps on ``loss`` and the diagonal Hessian there.
 
-    The optimiser is ``optax.adam(learning_rate)`` unless ``optimizer`` is given (plain
-    ``optax.sgd`` moves each coordinate in proportion to its gradient, as MAML's and Reptile's
-    inner steps do, where Adam moves every coordinate by about ``learning_rate``). The diagonal
+    The optimiser is :func:`default_fit_optimizer` (L-BFGS, no learning rate to tune),
+    ``optax.adam(learning_rate)`` when a ``learning_rate`` is given, or ``optimizer`` (any
+    optax transformation; line searches receive the objective). The diagonal
     is computed with one Hessian-vector product per coordinate (``d`` of them), so this suits
     models of up to some thousands of parameters.
 
@@ -233,7 +269,7 @@ def ggn_fit(
     start: jax.Array,
     *,
     num_steps: int,
-    learning_rate: float = 1e-2,
+    learning_rate: float | None = None,
     optimizer: optax.GradientTransformation | None = None,
     min_precision: float = 1e-4,
     max_precision: float = 1e3,
@@ -255,12 +291,15 @@ def ggn_fit(
         Where the optimiser starts, the prior mean ``m₀``.
     num_steps : int
         Optimiser steps before the curvature is taken.
-    learning_rate : float, default 1e-2
-        Of the default optimiser, ``optax.adam``.
+    learning_rate : float, optional
+        Take the steps with ``optax.adam(learning_rate)`` instead of the default
+        :func:`default_fit_optimizer` (L-BFGS). Adam moves every coordinate by about
+        ``learning_rate`` per step, flat ones included, so its right value depends on the
+        network's scale.
     optimizer : optax.GradientTransformation, optional
         Another optimiser (e.g. ``optax.sgd``, which moves each coordinate in proportion to its
-        gradient as MAML's inner steps do; Adam moves every coordinate by about
-        ``learning_rate``, flat ones included).
+        gradient as MAML's inner steps do). Line searches (``optax.lbfgs``,
+        ``optax.scale_by_backtracking_linesearch``) are given the objective and its value.
     min_precision, max_precision : float
         Clamp of the per-coordinate precision.
     prior_precision : float or array, shape (d,), optional
@@ -298,8 +337,7 @@ def ggn_fit(
         return output_loss(outputs(theta))
 
     if num_probes is not None:
-        if not (isinstance(num_probes, int) and num_probes >= 1):
-            raise ProbkitError(f"`num_probes` must be an int >= 1, got {num_probes!r}.")
+        num_probes = check_positive_int("num_probes", num_probes)
         if key is None:
             raise ProbkitError("ggn_fit with `num_probes` draws random probes: pass a `key`.")
     theta = _minimise(loss, start, prior_precision, num_steps, learning_rate, optimizer)

@@ -175,7 +175,7 @@ def test_a_significant_but_small_improvement_warns():
     assert 0 < share < 0.5
     with pytest.warns(UserWarning, match="by 50 %"):
         learner.validate(jax.random.key(0), state, support, query, min_relative_improvement=0.5)
-    for bad in (-0.1, 1.0, np.nan):
+    for bad in (-0.1, 1.0, np.nan, "0.1", None, True):
         with pytest.raises(ProbkitError, match="min_relative_improvement"):
             learner.validate(jax.random.key(0), state, support, query, min_relative_improvement=bad)
 
@@ -234,8 +234,17 @@ def test_probed_curvature_needs_a_key_and_a_positive_count():
     outputs, output_loss, start = _softmax_problem()
     with pytest.raises(ProbkitError, match="key"):
         ggn_fit(outputs, output_loss, start, num_steps=1, num_probes=4)
-    with pytest.raises(ProbkitError, match="num_probes"):
-        ggn_fit(outputs, output_loss, start, num_steps=1, num_probes=0, key=jax.random.key(0))
+    for bad in (0, 2.0, True, "4"):
+        with pytest.raises(ProbkitError, match="num_probes"):
+            ggn_fit(outputs, output_loss, start, num_steps=1, num_probes=bad, key=jax.random.key(0))
+    # A NumPy integer (a count read from an array or a config) is an integer.
+    numpy_count = ggn_fit(
+        outputs, output_loss, start, num_steps=1, num_probes=np.int64(4), key=jax.random.key(0)
+    )
+    python_count = ggn_fit(
+        outputs, output_loss, start, num_steps=1, num_probes=4, key=jax.random.key(0)
+    )
+    np.testing.assert_array_equal(numpy_count.precision, python_count.precision)
 
 
 def test_the_learner_passes_its_key_to_probed_fits():

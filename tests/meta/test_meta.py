@@ -406,7 +406,6 @@ def test_the_ggn_learner_fits_through_the_model_outputs():
         flat_loss,
         state.raw["loc"],
         num_steps=5,
-        learning_rate=1e-2,
         min_precision=-np.inf,
         max_precision=np.inf,
     )

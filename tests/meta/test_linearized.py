@@ -1,0 +1,133 @@
+"""The support-curvature posterior (``LinearizedPosterior``) and the default fit optimiser.
+
+The posterior's variances and draws are compared with the explicit inverse of its precision;
+on a linear-Gaussian model ``NIWMeta.adapt`` must return the exact posterior under the prior's
+mode, which the diagonal closed form does not.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from probkit import ProbkitError
+from probkit.meta import (
+    LinearizedPosterior,
+    LocalPosterior,
+    NIWMeta,
+    default_fit_optimizer,
+    laplace_fit,
+    linear_gaussian_episodes,
+)
+
+NOISE = 0.5
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _posterior():
+    key_factor, key_mean, key_variance = jax.random.split(jax.random.key(3), 3)
+    factor = jax.random.normal(key_factor, (2, 4))
+    mean = jax.random.normal(key_mean, (4,))
+    variance = jax.random.uniform(key_variance, (4,), minval=0.5, maxval=2.0)
+    explicit = jnp.linalg.inv(jnp.diag(1.0 / variance) + factor.T @ factor)
+    return LinearizedPosterior(mean, variance, factor), explicit
+
+
+def test_marginal_variances_are_those_of_the_explicit_inverse():
+    posterior, explicit = _posterior()
+    np.testing.assert_allclose(posterior.covariance, jnp.diagonal(explicit), rtol=1e-12)
+
+
+def test_draws_have_the_posterior_mean_and_covariance():
+    posterior, explicit = _posterior()
+    num = 40_000
+    draws = np.asarray(posterior.sample(jax.random.key(0), num))
+    explicit = np.asarray(explicit)
+    # Per entry the sample mean has sd √(Σ_kk/n) and the sample covariance sd
+    # √((Σ_kk Σ_ll + Σ_kl²)/n) (Gaussian draws); 5 sd over 4 + 16 entries: a false alarm
+    # below 2e-5.
+    mean_sd = np.sqrt(np.diagonal(explicit) / num)
+    assert np.all(np.abs(draws.mean(axis=0) - posterior.mean) < 5 * mean_sd)
+    covariance_sd = np.sqrt(
+        (np.outer(np.diagonal(explicit), np.diagonal(explicit)) + explicit**2) / num
+    )
+    assert np.all(np.abs(np.cov(draws, rowvar=False) - explicit) < 5 * covariance_sd)
+
+
+def _linear_learner(**options):
+    def outputs(params, episode):
+        return episode[0] @ params
+
+    def output_loss(predictions, episode):
+        return 0.5 * jnp.sum((episode[1] - predictions) ** 2) / NOISE**2
+
+    def loss(params, episode):
+        return output_loss(outputs(params, episode), episode)
+
+    return NIWMeta(loss, jnp.zeros(3), outputs=outputs, output_loss=output_loss, **options)
+
+
+def test_adapting_a_linear_model_gives_its_exact_posterior():
+    learner = _linear_learner(init_precision=0.5)
+    state = learner.init()
+    data = linear_gaussian_episodes(jax.random.key(1), 1, 4, jnp.zeros(3), 1.0, NOISE**2)
+    support = (data.design[0], data.targets[0])
+    posterior = learner.adapt(jax.random.key(0), state, support)
+    assert isinstance(posterior, LinearizedPosterior)
+    loc, variance = learner.prior(state).mode()
+    precision = jnp.diag(1.0 / variance) + support[0].T @ support[0] / NOISE**2
+    exact_mean = jnp.linalg.solve(precision, support[0].T @ support[1] / NOISE**2 + loc / variance)
+    # The default fit (L-BFGS, 20 steps) reaches the quadratic's minimum to rounding.
+    np.testing.assert_allclose(posterior.mean, exact_mean, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(
+        posterior.covariance, jnp.diagonal(jnp.linalg.inv(precision)), rtol=1e-10
+    )
+    diagonal = learner.adapt(jax.random.key(0), state, support, curvature="diagonal")
+    assert isinstance(diagonal, LocalPosterior)
+    np.testing.assert_allclose(diagonal.mean, posterior.mean, rtol=1e-12)
+    # The diagonal keeps only diag(XᵀX): its variances are smaller than the exact marginals.
+    assert np.all(np.asarray(diagonal.covariance) < np.asarray(posterior.covariance))
+    draws = learner.sample_outputs(
+        jax.random.key(2), posterior, lambda params: support[0] @ params, 8
+    )
+    assert draws.shape == (8, 4)
+
+
+def test_support_curvature_needs_the_models_outputs():
+    def loss(params, episode):
+        return 0.5 * jnp.sum((episode[1] - episode[0] @ params) ** 2)
+
+    learner = NIWMeta(loss, jnp.zeros(3))
+    support = (jnp.ones((2, 3)), jnp.zeros(2))
+    assert isinstance(learner.adapt(jax.random.key(0), learner.init(), support), LocalPosterior)
+    with pytest.raises(ProbkitError, match="outputs"):
+        learner.adapt(jax.random.key(0), learner.init(), support, curvature="support")
+    with pytest.raises(ProbkitError, match="curvature"):
+        learner.adapt(jax.random.key(0), learner.init(), support, curvature="full")
+
+
+def test_the_default_fit_needs_no_learning_rate_across_scales():
+    # The same well-conditioned quadratic (curvatures 1 to 10) scaled by 1e-3, 1 and 1e3: L-BFGS
+    # scales its steps by the curvature it meets and reaches the minimum in 20 steps at every
+    # scale; Adam at a fixed rate moves each coordinate by about that rate per step and does
+    # not get there at any of them.
+    curvatures = jnp.linspace(1.0, 10.0, 5)
+    target = jnp.linspace(-1.0, 1.0, 5)
+    for scale in (1e-3, 1.0, 1e3):
+
+        def loss(theta, scale=scale):
+            return 0.5 * scale * jnp.sum(curvatures * (theta - target) ** 2)
+
+        fit = laplace_fit(loss, jnp.zeros(5), num_steps=20, min_precision=1e-6, max_precision=1e6)
+        np.testing.assert_allclose(fit.mean, target, atol=1e-6)
+        adam = laplace_fit(loss, jnp.zeros(5), num_steps=20, learning_rate=1e-2)
+        assert np.max(np.abs(np.asarray(adam.mean - target))) > 0.5
+    assert isinstance(default_fit_optimizer(), optax.GradientTransformationExtraArgs)
+    with pytest.raises(ProbkitError, match="learning_rate"):
+        laplace_fit(loss, jnp.zeros(5), num_steps=2, learning_rate=0.1, optimizer=optax.sgd(0.1))
