@@ -17,6 +17,7 @@ from probkit.meta.core import (
 )
 from probkit.meta.fits import (
     default_fit_optimizer,
+    gauss_newton_factor,
     ggn_fit,
     laplace_fit,
     linear_gaussian_fit,
@@ -64,6 +65,7 @@ __all__ = [
     "default_optimizer",
     "digits_episodes",
     "episode_meta_loss",
+    "gauss_newton_factor",
     "ggn_fit",
     "interval_coverage",
     "laplace_fit",

@@ -46,6 +46,7 @@ from probkit.meta.core import GaussianFit
 
 __all__ = [
     "default_fit_optimizer",
+    "gauss_newton_factor",
     "ggn_fit",
     "laplace_fit",
     "linear_gaussian_fit",
@@ -86,7 +87,8 @@ def linear_gaussian_fit(design, targets, noise_variance, mask=None) -> GaussianF
 
 
 MAX_UNROLLED_STEPS = 32
-"""Optimiser steps of a fit up to which the loop is unrolled (see :func:`_minimise`)."""
+"""Optimiser steps of a fit up to which the loop is unrolled, for an optimiser other than the
+default L-BFGS (see :func:`_minimise`)."""
 
 
 def default_fit_optimizer() -> optax.GradientTransformationExtraArgs:
@@ -205,8 +207,9 @@ def _minimise(loss, start, prior_precision, num_steps, learning_rate, optimizer)
             "pass either `learning_rate` (Adam's) or `optimizer`, not both: the optimizer "
             "carries its own learning rate."
         )
+    line_search = optimizer is None and learning_rate is None
     if optimizer is None:
-        optimizer = default_fit_optimizer() if learning_rate is None else optax.adam(learning_rate)
+        optimizer = default_fit_optimizer() if line_search else optax.adam(learning_rate)
     optimizer = optax.with_extra_args_support(optimizer)
 
     def step(carry, _):
@@ -219,8 +222,12 @@ def _minimise(loss, start, prior_precision, num_steps, learning_rate, optimizer)
 
     # Unrolled when short: XLA on CPU runs a convolution's gradient inside a loop several times
     # slower than in straight-line code (a 4-layer CNN on an 80-image episode: 5 steps took
-    # 1.77 s in a loop, 0.23 s unrolled); a long loop stays rolled to bound compile time.
-    unroll = num_steps if 0 < num_steps <= MAX_UNROLLED_STEPS else 1
+    # 1.77 s in a loop, 0.23 s unrolled); a long loop stays rolled to bound compile time. The
+    # default L-BFGS stays rolled: its line search evaluates the model inside a while loop
+    # anyway, and unrolling its 20 steps tripled the compile time of a meta-update (Finn's
+    # sinusoid MLP, 25 episodes: 23 s against 8 s).
+    short = 0 < num_steps <= MAX_UNROLLED_STEPS
+    unroll = num_steps if short and not line_search else 1
     (theta, _), _ = jax.lax.scan(
         step, (start, optimizer.init(start)), None, length=num_steps, unroll=unroll
     )
@@ -341,24 +348,51 @@ def ggn_fit(
         if key is None:
             raise ProbkitError("ggn_fit with `num_probes` draws random probes: pass a `key`.")
     theta = _minimise(loss, start, prior_precision, num_steps, learning_rate, optimizer)
-    flat_outputs, pullback = jax.vjp(lambda point: jnp.ravel(outputs(point)), theta)
-    shape = jax.eval_shape(outputs, theta).shape
-
-    def flat_output_loss(flat):
-        return output_loss(flat.reshape(shape))
-
-    hessian = jax.hessian(flat_output_loss)(flat_outputs)
+    flat_outputs, pullback, hessian = _output_curvature(outputs, output_loss, theta)
     if num_probes is None:
         # One reverse pass per output: the rows of J.
         basis = jnp.eye(flat_outputs.size, dtype=flat_outputs.dtype)
         jacobian = jax.vmap(lambda row: pullback(row)[0])(basis)
         diagonal = jnp.einsum("pd,pq,qd->d", jacobian, hessian, jacobian)
     else:
-        # H is symmetric positive semi-definite for a convex ℓ; clipping its eigenvalues at 0
-        # keeps the square root real where rounding leaves them slightly negative.
-        values, vectors = jnp.linalg.eigh((hessian + hessian.T) / 2.0)
-        root = vectors * jnp.sqrt(jnp.clip(values, 0.0))
-        probes = jax.random.normal(key, (num_probes, flat_outputs.size), theta.dtype) @ root.T
+        probes = jax.random.normal(key, (num_probes, flat_outputs.size), theta.dtype)
+        probes = probes @ _symmetric_root(hessian).T
         diagonal = jnp.mean(jax.vmap(lambda probe: pullback(probe)[0] ** 2)(probes), axis=0)
     precision = _clamp(diagonal, min_precision, max_precision)
     return _fit(theta, start, precision, prior_precision)
+
+
+def gauss_newton_factor(
+    outputs: Callable[[jax.Array], jax.Array],
+    output_loss: Callable[[jax.Array], jax.Array],
+    theta: jax.Array,
+) -> jax.Array:
+    """``F = SᵀJ`` at ``θ``, so that ``FᵀF = JᵀHJ`` is the Gauss-Newton matrix of ``ℓ(f(θ))``.
+
+    ``J`` is the Jacobian of the flattened outputs ``f(θ)`` and ``H = SSᵀ`` the Hessian of
+    ``ℓ`` in them (its symmetric square root from the eigendecomposition). One reverse pass per
+    output; shape ``(outputs, d)``.
+    """
+    _, pullback, hessian = _output_curvature(outputs, output_loss, theta)
+    return jax.vmap(lambda column: pullback(column)[0])(_symmetric_root(hessian).T)
+
+
+def _output_curvature(outputs, output_loss, theta):
+    """The flattened outputs at ``θ``, their pullback (``v ↦ vᵀJ``) and ``ℓ``'s Hessian in them."""
+    flat_outputs, pullback = jax.vjp(lambda point: jnp.ravel(outputs(point)), theta)
+    shape = jax.eval_shape(outputs, theta).shape
+
+    def flat_output_loss(flat):
+        return output_loss(flat.reshape(shape))
+
+    return flat_outputs, pullback, jax.hessian(flat_output_loss)(flat_outputs)
+
+
+def _symmetric_root(hessian):
+    """``S`` with ``SSᵀ = H``; eigenvalues clipped at 0.
+
+    ``H`` is symmetric positive semi-definite for a convex ``ℓ``; the clip keeps the root real
+    where rounding leaves an eigenvalue slightly negative.
+    """
+    values, vectors = jnp.linalg.eigh((hessian + hessian.T) / 2.0)
+    return vectors * jnp.sqrt(jnp.clip(values, 0.0))

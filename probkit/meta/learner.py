@@ -81,7 +81,7 @@ from probkit.meta.core import (
     local_posterior,
     monte_carlo_episode_meta_loss,
 )
-from probkit.meta.fits import ggn_fit, laplace_fit, sgld_fit
+from probkit.meta.fits import gauss_newton_factor, ggn_fit, laplace_fit, sgld_fit
 
 __all__ = ["MetaState", "NIWMeta", "ValidationReport", "default_optimizer"]
 
@@ -638,7 +638,10 @@ class NIWMeta:
             matrix at the posterior mean plus the prior's precision (a
             :class:`~probkit.meta.LinearizedPosterior`, the exact posterior of the model
             linearised there; needs ``outputs`` and ``output_loss``). ``"auto"`` is
-            ``"support"`` when the learner has them. The mean is the same. Measured on
+            ``"support"`` when the learner has them. The mean is the same. The support's
+            curvature costs one reverse pass per support output and ``O(r²d)`` memory and
+            time for ``r`` outputs (a few-shot support set's); for support sets of thousands
+            of outputs pass ``"diagonal"``. Measured on
             ``benchmarks/meta_sinusoid.py`` (10-shot, the defaults after 3000 meta-steps): the
             diagonal's 90 % intervals covered 99.4 % of the query points with a median
             predictive sd of 0.92, the support's curvature 97.9 % with 0.20, and the NLL per
@@ -670,26 +673,12 @@ class NIWMeta:
         posterior = local_posterior(at_mode, fit)
         if curvature == "diagonal":
             return posterior
-        return LinearizedPosterior(
-            posterior.mean, variance, self._gauss_newton_factor(posterior.mean, support)
+        factor = gauss_newton_factor(
+            lambda theta: self.outputs(self._unravel(theta), support),
+            lambda outputs: self.output_loss(outputs, support),
+            posterior.mean,
         )
-
-    def _gauss_newton_factor(self, theta: jax.Array, episode: Any) -> jax.Array:
-        """``F = SᵀJ`` with ``FᵀF = JᵀHJ``, the episode loss's Gauss-Newton matrix at ``θ``."""
-        flat_outputs, pullback = jax.vjp(
-            lambda point: jnp.ravel(self.outputs(self._unravel(point), episode)), theta
-        )
-        shape = jax.eval_shape(lambda point: self.outputs(self._unravel(point), episode), theta)
-
-        def flat_output_loss(flat):
-            return self.output_loss(flat.reshape(shape.shape), episode)
-
-        hessian = jax.hessian(flat_output_loss)(flat_outputs)
-        # H = SSᵀ from its eigendecomposition; eigenvalues clipped at 0 (a convex loss's Hessian
-        # is positive semi-definite up to rounding).
-        values, vectors = jnp.linalg.eigh((hessian + hessian.T) / 2.0)
-        root = vectors * jnp.sqrt(jnp.clip(values, 0.0))
-        return jax.vmap(lambda column: pullback(column)[0])(root.T)
+        return LinearizedPosterior(posterior.mean, variance, factor)
 
     def validate(
         self,

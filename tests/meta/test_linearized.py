@@ -17,6 +17,7 @@ from probkit.meta import (
     LocalPosterior,
     NIWMeta,
     default_fit_optimizer,
+    gauss_newton_factor,
     laplace_fit,
     linear_gaussian_episodes,
 )
@@ -58,6 +59,25 @@ def test_draws_have_the_posterior_mean_and_covariance():
         (np.outer(np.diagonal(explicit), np.diagonal(explicit)) + explicit**2) / num
     )
     assert np.all(np.abs(np.cov(draws, rowvar=False) - explicit) < 5 * covariance_sd)
+
+
+def test_the_factor_squares_to_the_gauss_newton_matrix():
+    # A softmax head: its loss's Hessian in the logits is singular (rank ways - 1 per example).
+    key_x, key_w, key_y = jax.random.split(jax.random.key(5), 3)
+    x = jax.random.normal(key_x, (6, 3))
+    labels = jax.random.randint(key_y, (6,), 0, 4)
+    theta = jax.random.normal(key_w, (12,))
+
+    def outputs(params):
+        return jnp.tanh(x @ params.reshape(3, 4))
+
+    def output_loss(z):
+        return -jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(z), labels[:, None], axis=1))
+
+    factor = gauss_newton_factor(outputs, output_loss, theta)
+    jacobian = jax.jacobian(lambda params: jnp.ravel(outputs(params)))(theta)
+    hessian = jax.hessian(lambda flat: output_loss(flat.reshape(6, 4)))(jnp.ravel(outputs(theta)))
+    np.testing.assert_allclose(factor.T @ factor, jacobian.T @ hessian @ jacobian, atol=1e-12)
 
 
 def _linear_learner(**options):
@@ -119,15 +139,18 @@ def test_the_default_fit_needs_no_learning_rate_across_scales():
     # not get there at any of them.
     curvatures = jnp.linspace(1.0, 10.0, 5)
     target = jnp.linspace(-1.0, 1.0, 5)
-    for scale in (1e-3, 1.0, 1e3):
+    scales = jnp.array([1e-3, 1.0, 1e3])
 
-        def loss(theta, scale=scale):
+    def end(scale, **options):
+        def loss(theta):
             return 0.5 * scale * jnp.sum(curvatures * (theta - target) ** 2)
 
-        fit = laplace_fit(loss, jnp.zeros(5), num_steps=20, min_precision=1e-6, max_precision=1e6)
-        np.testing.assert_allclose(fit.mean, target, atol=1e-6)
-        adam = laplace_fit(loss, jnp.zeros(5), num_steps=20, learning_rate=1e-2)
-        assert np.max(np.abs(np.asarray(adam.mean - target))) > 0.5
+        return laplace_fit(loss, jnp.zeros(5), num_steps=20, **options).mean
+
+    lbfgs = jax.vmap(lambda scale: end(scale, min_precision=1e-6, max_precision=1e6))(scales)
+    np.testing.assert_allclose(lbfgs, jnp.broadcast_to(target, (3, 5)), atol=1e-6)
+    adam = jax.vmap(lambda scale: end(scale, learning_rate=1e-2))(scales)
+    assert np.all(np.max(np.abs(np.asarray(adam - target)), axis=1) > 0.5)
     assert isinstance(default_fit_optimizer(), optax.GradientTransformationExtraArgs)
     with pytest.raises(ProbkitError, match="learning_rate"):
-        laplace_fit(loss, jnp.zeros(5), num_steps=2, learning_rate=0.1, optimizer=optax.sgd(0.1))
+        end(1.0, learning_rate=0.1, optimizer=optax.sgd(0.1))
