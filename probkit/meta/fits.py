@@ -97,12 +97,13 @@ def default_fit_optimizer() -> optax.GradientTransformationExtraArgs:
     ``optax.lbfgs()`` (memory 10, zoom line search satisfying the strong Wolfe conditions):
     its steps are scaled by the curvature it meets and by the line search, so it needs no
     learning rate, whose right value differs by orders of magnitude between networks. Measured
-    on ``benchmarks/meta_sinusoid.py`` (5-shot, 3000 meta-steps, 20 fit steps of the local
-    posterior's objective): the query MSE of the default learner was 0.39 with L-BFGS against
-    1.1–3.0 with Adam at any learning rate tried, 0.54 with MAML's plain gradient step
-    (``optax.sgd(2e-5)``, tuned to that network) and 0.75 with an Armijo backtracking
-    gradient descent; one meta-step of 25 episodes cost 35 ms against 9 ms for the plain
-    gradient step.
+    on ``benchmarks/meta_sinusoid.py`` (5-shot, 20 fit steps of the local posterior's
+    objective): in pilots of 3000 meta-steps the default learner's query MSE was 0.39 with
+    L-BFGS against 1.1–3.0 with Adam at any learning rate tried, 0.54 with MAML's plain
+    gradient step tuned to that network (``optax.sgd(2e-5)``) and 0.75 with an Armijo
+    backtracking gradient descent; after the benchmark's 12000 meta-steps it is 0.261 (MAML
+    0.488). The line search costs time: a meta-step of 25 episodes took 75 ms against 5 ms
+    with the plain gradient steps (``benchmarks/results/meta_sinusoid.md``, its cost table).
     """
     return optax.lbfgs()
 
