@@ -104,6 +104,14 @@ def default_fit_optimizer() -> optax.GradientTransformationExtraArgs:
     backtracking gradient descent; after the benchmark's 12000 meta-steps it is 0.261 (MAML
     0.488). The line search costs time: a meta-step of 25 episodes took 75 ms against 5 ms
     with the plain gradient steps (``benchmarks/results/meta_sinusoid.md``, its cost table).
+
+    Too slow for a convolutional network on CPU: the line search evaluates the network inside
+    a loop, where XLA's CPU backend runs convolution gradients several times slower than in
+    straight-line code. A three-layer CNN (d = 20261) did not finish one meta-update on four
+    100-image MNIST episodes in ten minutes, where five Adam steps (``fit_options=
+    {"learning_rate": 1e-2, "num_steps": 5}``) took 8.4 s. Pass such options for
+    convolutional networks on CPU, and check the result with :meth:`NIWMeta.validate
+    <probkit.meta.NIWMeta.validate>`.
     """
     return optax.lbfgs()
 

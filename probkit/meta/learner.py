@@ -213,7 +213,8 @@ class NIWMeta:
         step_size=1e-4``), :func:`~probkit.meta.fits.laplace_fit` or
         :func:`~probkit.meta.fits.ggn_fit` (default ``num_steps=20`` steps of
         :func:`~probkit.meta.default_fit_optimizer`, L-BFGS; ``learning_rate`` or
-        ``optimizer`` take others).
+        ``optimizer`` take others: for a convolutional network on CPU the line search of
+        L-BFGS is too slow, see :func:`~probkit.meta.default_fit_optimizer`).
     outputs, output_loss : callable, optional
         ``outputs(params, episode)``: the model's outputs on the episode's examples, and
         ``output_loss(outputs, episode)``: the loss as a function of them, so that
