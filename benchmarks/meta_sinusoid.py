@@ -405,8 +405,8 @@ def niw_meta_learner(
         return output_loss(outputs(params, episode), episode)
 
     if fit == "defaults":
-        # Nothing but the model: the library's default fit (Gauss-Newton at the MAP, 20 Adam
-        # steps at 1e-2), optimiser (Adam, 1e-3 on m₀ and 1e-2 on the spread) and prior.
+        # Nothing but the model: the library's default fit (Gauss-Newton at the MAP, 20 L-BFGS
+        # steps), optimiser (Adam, 1e-3 on m₀ and 1e-2 on the spread) and prior.
         return NIWMeta(
             loss, init_params, outputs=outputs, output_loss=output_loss, num_episodes=num_episodes
         )

@@ -15,6 +15,12 @@ episode a Gaussian fit of its loss, ``L_i(θ) ≈ ½(θ - m̄_i)ᵀ Ā_i (θ - m
   d/(2κ₀)`` (:func:`random_effects_meta_loss`). Its gradient in ``m₀`` is a precision-weighted
   Reptile step ``-Σ_i W_i (m̄_i - m₀)``, ``W_i = (Ā_i⁻¹ + (n₀Γ₀)⁻¹)⁻¹``.
 
+With the full curvature of a network's outputs (:func:`linearized_episode_meta_loss`), the fit
+is the loss's quadratic model about a point ``θ̂`` with Gauss-Newton curvature ``FᵀF`` (a
+:class:`LinearizedFit`; ``F`` has one row per direction of the loss's curvature in the
+episode's outputs, far fewer than ``d``), and the same ``f_i + ½ g_i`` is taken at the exact
+local posterior ``N(θ*, (n₀Γ₀ + FᵀF)⁻¹)`` by the Woodbury identity, without a ``d × d`` matrix.
+
 The paper's other variant keeps the real loss in the first term:
 ``E_{q_i}[L_i(θ)] + E_{q(φ)} KL(q_i ‖ N(μ, Σ))`` with the expectation estimated by
 reparameterised draws from ``q_i`` (:func:`monte_carlo_episode_meta_loss`); for a quadratic loss
@@ -39,9 +45,11 @@ from probkit.distributions import NormalInverseGamma
 __all__ = [
     "DiagonalNIW",
     "GaussianFit",
+    "LinearizedFit",
     "LinearizedPosterior",
     "LocalPosterior",
     "episode_meta_loss",
+    "linearized_episode_meta_loss",
     "local_posterior",
     "monte_carlo_episode_meta_loss",
     "random_effects_meta_loss",
@@ -197,6 +205,69 @@ class LinearizedPosterior(NamedTuple):
         residual = prior_draws @ self.factor.T + noise
         correction = jax.scipy.linalg.cho_solve((self._cholesky(), True), residual.T).T
         return self.mean + prior_draws - (correction @ self.factor) * self.prior_variance
+
+
+class LinearizedFit(NamedTuple):
+    """An episode's loss as its quadratic model about ``point`` with Gauss-Newton curvature.
+
+    ``L(θ) ≈ L(θ̂) + gᵀ(θ - θ̂) + ½(θ - θ̂)ᵀFᵀF(θ - θ̂)``: the gradient and the Gauss-Newton
+    matrix ``JᵀHJ = FᵀF`` of the loss at ``θ̂`` (:func:`~probkit.meta.gauss_newton_factor`).
+    Unlike a :class:`GaussianFit` it keeps how the parameters compensate for one another along
+    the ``r`` directions the episode's outputs can see, and it needs no curvature floor in the
+    directions they cannot (the prior fills them).
+
+    Attributes
+    ----------
+    point : jax.Array, shape (d,)
+        ``θ̂``, where the model is taken (the end of the fit's steps).
+    gradient : jax.Array, shape (d,)
+        ``g = ∇L(θ̂)``.
+    factor : jax.Array, shape (r, d)
+        ``F``.
+    """
+
+    point: jax.Array
+    gradient: jax.Array
+    factor: jax.Array
+
+
+def linearized_episode_meta_loss(prior: DiagonalNIW, fit: LinearizedFit) -> jax.Array:
+    """``f + ½g`` at the exact local posterior of a :class:`LinearizedFit`, less ``L(θ̂)``.
+
+    With ``P = n₀Γ₀`` and the local posterior's precision ``Λ = P + FᵀF``, its mean is
+    ``θ* = θ̂ + Λ⁻¹(P(m₀ - θ̂) - g)`` and, as for :func:`episode_meta_loss` (``tr(ΛV) = d``
+    cancels the KL's ``-d``, and ``log|Λ| + E log|Σ|`` leaves ``log|I + FP⁻¹Fᵀ|``):
+
+    ``f + ½g = L_q(θ*) - L(θ̂) + ½(θ* - m₀)ᵀP(θ* - m₀) + ½ log|I + FP⁻¹Fᵀ|
+    + (d/2)[log(n₀/2) - ψ(n₀/2)] + d/(2κ₀)``,
+
+    the negative log evidence of the quadratic model under ``N(m₀, P⁻¹)`` (its fit term, the
+    prior's pull and the Occam factor) plus the NIW law's terms. For a full-rank ``F`` it is
+    :func:`random_effects_meta_loss` of the same quadratic less its constant
+    ``L(θ̂) - min L_q``. ``Λ`` is never formed: ``O(r²d + r³)`` for ``r`` rows of ``F``.
+    Differentiable in the prior's parameters; the fit is a constant.
+    """
+    pull = prior.prior_precision()
+    factor = fit.factor
+    offset = prior.loc - fit.point  # m₀ - θ̂
+    # Λ⁻¹v = P⁻¹v - P⁻¹Fᵀ K⁻¹ F P⁻¹v with K = I + F P⁻¹ Fᵀ (r × r).
+    scaled = factor / pull
+    inner = jnp.eye(factor.shape[0], dtype=factor.dtype) + scaled @ factor.T
+    cholesky = jnp.linalg.cholesky(inner)
+    target = offset - fit.gradient / pull  # P⁻¹(P(m₀ - θ̂) - g)
+    step = target - scaled.T @ jax.scipy.linalg.cho_solve((cholesky, True), factor @ target)
+    model = fit.gradient @ step + 0.5 * jnp.sum((factor @ step) ** 2)
+    pulled = 0.5 * jnp.sum(pull * (step - offset) ** 2)
+    occam = jnp.sum(jnp.log(jnp.diagonal(cholesky)))
+    d = fit.point.shape[-1]
+    df = prior.df
+    return (
+        model
+        + pulled
+        + occam
+        + 0.5 * d * (jnp.log(df / 2.0) - digamma(df / 2.0))
+        + 0.5 * d / prior.kappa
+    )
 
 
 def _is_full(fit: GaussianFit) -> bool:

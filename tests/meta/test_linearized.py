@@ -10,9 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.scipy.special import digamma
 
 from probkit import ProbkitError
 from probkit.meta import (
+    DiagonalNIW,
+    GaussianFit,
+    LinearizedFit,
     LinearizedPosterior,
     LocalPosterior,
     NIWMeta,
@@ -20,6 +24,9 @@ from probkit.meta import (
     gauss_newton_factor,
     laplace_fit,
     linear_gaussian_episodes,
+    linear_gaussian_fit,
+    linearized_episode_meta_loss,
+    random_effects_meta_loss,
 )
 
 NOISE = 0.5
@@ -154,3 +161,100 @@ def test_the_default_fit_needs_no_learning_rate_across_scales():
     assert isinstance(default_fit_optimizer(), optax.GradientTransformationExtraArgs)
     with pytest.raises(ProbkitError, match="learning_rate"):
         end(1.0, learning_rate=0.1, optimizer=optax.sgd(0.1))
+
+
+# --- the meta-loss with the support's full curvature ------------------------------------------
+
+
+def _law(loc, log_precision, log_df):
+    return DiagonalNIW(loc, jnp.exp(log_precision), jnp.exp(log_df), jnp.asarray(1.3))
+
+
+def test_linearized_meta_loss_is_the_random_effects_loss_for_a_full_rank_factor():
+    # A quadratic ½(θ - m̄)ᵀA(θ - m̄) with A = FᵀF of full rank, modelled about another point
+    # θ̂: the two forms differ by the model's value at θ̂ alone, in value and in every gradient.
+    keys = jax.random.split(jax.random.key(5), 5)
+    dimension = 6
+    factor = jax.random.normal(keys[0], (dimension + 3, dimension))
+    curvature = factor.T @ factor
+    centre, point = jax.random.normal(keys[1], (2, dimension))
+    linearized = LinearizedFit(point, curvature @ (point - centre), factor)
+    at_point = 0.5 * (point - centre) @ curvature @ (point - centre)
+    law = (
+        jax.random.normal(keys[2], (dimension,)),
+        jax.random.normal(keys[3], (dimension,)),
+        jnp.asarray(1.5),
+    )
+
+    def ours(*law):
+        return linearized_episode_meta_loss(_law(*law), linearized) + at_point
+
+    def theirs(*law):
+        return random_effects_meta_loss(_law(*law), GaussianFit(centre, curvature))
+
+    np.testing.assert_allclose(ours(*law), theirs(*law), rtol=1e-12)
+    for mine, reference in zip(
+        jax.grad(ours, (0, 1, 2))(*law), jax.grad(theirs, (0, 1, 2))(*law), strict=True
+    ):
+        np.testing.assert_allclose(mine, reference, rtol=1e-10, atol=1e-12)
+
+
+def test_linearized_meta_loss_of_a_rank_one_factor_is_the_negative_log_evidence():
+    # d = 2 and one curvature direction: the random-effects form needs an invertible A, so the
+    # reference is the evidence ∫ exp(-L_q(θ)) N(θ; m₀, P⁻¹) dθ by quadrature on a grid of ±9
+    # prior standard deviations (the trapezoid rule is exact to rounding for such smooth,
+    # fast-decaying integrands), plus the law's terms (d/2)[log(n₀/2) - ψ(n₀/2)] + d/(2κ₀).
+    point = jnp.array([0.3, -0.2])
+    gradient = jnp.array([0.8, -0.5])
+    factor = jnp.array([[1.5, 0.7]])
+    law = DiagonalNIW(jnp.array([0.1, 0.4]), jnp.array([0.6, 1.7]), jnp.asarray(2.5), 1.3)
+    pull = law.prior_precision()
+    sd = 1.0 / jnp.sqrt(pull)
+    axes = [law.loc[k] + sd[k] * jnp.linspace(-9.0, 9.0, 1201) for k in range(2)]
+    grid = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+    step = grid - point
+    model = step @ gradient + 0.5 * (step @ factor.T)[..., 0] ** 2
+    prior_density = jnp.exp(-0.5 * jnp.sum(pull * (grid - law.loc) ** 2, axis=-1)) * jnp.prod(
+        jnp.sqrt(pull / (2 * jnp.pi))
+    )
+    evidence = jnp.trapezoid(jnp.trapezoid(jnp.exp(-model) * prior_density, axes[1]), axes[0])
+    df = law.df
+    expected = -jnp.log(evidence) + (jnp.log(df / 2) - digamma(df / 2)) + 1.0 / law.kappa
+    value = linearized_episode_meta_loss(law, LinearizedFit(point, gradient, factor))
+    np.testing.assert_allclose(value, expected, rtol=1e-9)
+
+
+def test_meta_training_with_the_support_curvature_is_exact_for_a_linear_model():
+    # A linear-Gaussian model: its Gauss-Newton model is the loss itself, so an update with the
+    # support's curvature must equal one with the exact full-precision fit, where the default
+    # diagonal of the same learner does not.
+    data = linear_gaussian_episodes(jax.random.key(4), 8, 2, jnp.zeros(3), 1.0, NOISE**2)
+    episodes = (data.design, data.targets)
+    learner = _linear_learner(init_precision=0.5, meta_curvature="support")
+    exact = NIWMeta(
+        learner.loss,
+        jnp.zeros(3),
+        fit=lambda key, start, episode: linear_gaussian_fit(episode[0], episode[1], NOISE**2),
+        init_precision=0.5,
+    )
+    diagonal = _linear_learner(init_precision=0.5)
+    assert diagonal.meta_curvature == "diagonal"
+    states = [
+        model.update(jax.random.key(0), model.init(), episodes)[0]
+        for model in (learner, exact, diagonal)
+    ]
+    for name in ("loc", "log_precision", "log_df"):
+        np.testing.assert_allclose(states[0].raw[name], states[1].raw[name], rtol=1e-9, atol=1e-12)
+    assert not np.allclose(states[0].raw["log_precision"], states[2].raw["log_precision"])
+
+
+def test_support_meta_curvature_refusals():
+    def loss(params, episode):
+        return 0.5 * jnp.sum((episode[1] - episode[0] @ params) ** 2)
+
+    with pytest.raises(ProbkitError, match="outputs"):
+        NIWMeta(loss, jnp.zeros(3), meta_curvature="support")
+    with pytest.raises(ProbkitError, match="quadratic"):
+        _linear_learner(meta_loss="monte_carlo", meta_curvature="support")
+    with pytest.raises(ProbkitError, match="meta_curvature"):
+        _linear_learner(meta_curvature="full")
