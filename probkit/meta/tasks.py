@@ -317,6 +317,83 @@ def mnist5k_episodes(
     return _draw_episodes(key, jnp.asarray(images), targets, *request)
 
 
+def glyph_episodes(
+    key: jax.Array,
+    num_episodes: int,
+    ways: int = 5,
+    shots: int = 1,
+    queries: int = 15,
+    split: str = "train",
+) -> FewShotEpisodes:
+    """N-way K-shot episodes of Glyph-Omniglot: hundreds of classes, rendered offline.
+
+    A class is a Unicode character and its 20 instances are renderings in the fonts of
+    matplotlib's wheel under random affine distortions, 28 × 28 pixels in [0, 1] (flattened to
+    784 features); the classes are split into meta-training, validation and meta-test classes
+    (:mod:`probkit.meta.glyphs` says how they are chosen; the first call renders them, in
+    a few seconds). With hundreds of meta-training classes, unlike the five of
+    :func:`digits_episodes` and :func:`mnist5k_episodes`, an embedding can learn what
+    separates classes it has not seen, as on Omniglot.
+
+    Parameters
+    ----------
+    key : jax.Array
+        PRNG key (a fixed key gives a fixed episode list).
+    num_episodes : int
+        Episodes.
+    ways, shots, queries : int
+        Classes per episode, support and query images per class (``shots + queries <= 20``).
+    split : {"train", "validation", "test"}
+        Which classes.
+    """
+    num_episodes, ways, shots, queries = (
+        check_positive_int(name, value)
+        for name, value in (
+            ("num_episodes", num_episodes),
+            ("ways", ways),
+            ("shots", shots),
+            ("queries", queries),
+        )
+    )
+    split = check_choice("split", split, ("train", "validation", "test"))
+    from probkit.meta.glyphs import INSTANCES, glyph_data
+
+    data = glyph_data()
+    pool = data.splits[split]
+    if ways > pool.size:
+        raise ProbkitError(
+            f"`ways` = {ways} exceeds the {pool.size} classes of the {split!r} split."
+        )
+    per_class = shots + queries
+    if per_class > INSTANCES:
+        raise ProbkitError(
+            f"`shots + queries` = {per_class} exceeds the {INSTANCES} instances of a class."
+        )
+    images = jnp.asarray(data.images.reshape(-1, data.images.shape[-1]))
+    pool = jnp.asarray(pool)
+
+    def episode(episode_key):
+        class_key, instance_key = jax.random.split(episode_key)
+        classes = jax.random.choice(class_key, pool, (ways,), replace=False)
+        instances = jax.vmap(
+            lambda k: jax.random.choice(k, INSTANCES, (per_class,), replace=False)
+        )(jax.random.split(instance_key, ways))
+        chosen = classes[:, None] * INSTANCES + instances  # rows of the flattened bank
+        labels = jnp.broadcast_to(jnp.arange(ways)[:, None], chosen.shape)
+        support, query = chosen[:, :shots].ravel(), chosen[:, shots:].ravel()
+        return (
+            images[support],
+            labels[:, :shots].ravel(),
+            images[query],
+            labels[:, shots:].ravel(),
+            classes,
+            support,
+            query,
+        )
+
+    return FewShotEpisodes(*jax.vmap(episode)(jax.random.split(key, num_episodes)))
+
+
 @functools.cache
 def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     # Parsing the CSV takes seconds: once per process.

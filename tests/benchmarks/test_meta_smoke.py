@@ -29,11 +29,12 @@ def test_meta_sinusoid_benchmark_smoke(tmp_path):
 def test_meta_fewshot_benchmark_smoke(tmp_path):
     module = load("meta_fewshot")
     arguments = ["--smoke", "--datasets", "digits", "--shots", "1"]
-    arguments += ["--methods", "centroid", "niw_meta", "--out", str(tmp_path)]
+    arguments += ["--methods", "centroid", "niw_meta", "niw_meta_protonet", "--out", str(tmp_path)]
     assert module.main(arguments) == 0
     payload = json.loads((tmp_path / "meta_fewshot.json").read_text())
     (entry,) = payload["results"].values()
-    for name in ("centroid", "niw_meta", "niw_meta_probit", "niw_meta_average"):
+    names = ("centroid", "niw_meta", "niw_meta_probit", "niw_meta_average")
+    for name in (*names, "niw_meta_protonet", "niw_meta_protonet_probit"):
         assert 0.0 <= entry["methods"][name]["accuracy"]["mean"] <= 1.0
     # The reliability table of the default predictive, for the figure.
     table = entry["reliability"]["niw_meta"]
