@@ -582,10 +582,8 @@ class NIWMeta:
         )
         # Rejected fits are swapped for harmless ones (the prior mean, unit precision) before
         # the loss sees them: their weight is zero, but a NaN would still poison the gradient.
-        fits = jax.tree.map(
-            lambda value, harmless: jnp.where(
-                keep.reshape((-1,) + (1,) * (value.ndim - 1)), value, harmless
-            ),
+        fits = _where_kept(
+            keep,
             fits,
             GaussianFit(
                 jnp.broadcast_to(prior.loc, fits.mean.shape),
@@ -601,10 +599,8 @@ class NIWMeta:
                 jax.vmap(lambda fit, e: self._linearize(fixed_prior, fit, e))(fits, episodes)
             )
             # A rejected episode's model is flat at m₀: a NaN gradient would poison the loss.
-            fits = jax.tree.map(
-                lambda value, harmless: jnp.where(
-                    keep.reshape((-1,) + (1,) * (value.ndim - 1)), value, harmless
-                ),
+            fits = _where_kept(
+                keep,
                 fits,
                 LinearizedFit(
                     jnp.broadcast_to(prior.loc, fits.point.shape),
@@ -955,6 +951,15 @@ def _mode_offset(prior: DiagonalNIW, fit: GaussianFit) -> jax.Array:
     """
     mode = jax.lax.stop_gradient(local_posterior(prior, fit).mean)
     return 0.5 * jnp.sum(fit.precision * (fit.mean - mode) ** 2)
+
+
+def _where_kept(keep: jax.Array, fits: Any, harmless: Any) -> Any:
+    """``fits`` with the episodes that ``keep`` does not mark replaced by ``harmless``."""
+    return jax.tree.map(
+        lambda value, spare: jnp.where(keep.reshape((-1,) + (1,) * (value.ndim - 1)), value, spare),
+        fits,
+        harmless,
+    )
 
 
 def _as_posterior(posterior: Any) -> LocalPosterior | LinearizedPosterior:

@@ -346,16 +346,9 @@ def glyph_episodes(
     split : {"train", "validation", "test"}
         Which classes.
     """
-    num_episodes, ways, shots, queries = (
-        check_positive_int(name, value)
-        for name, value in (
-            ("num_episodes", num_episodes),
-            ("ways", ways),
-            ("shots", shots),
-            ("queries", queries),
-        )
+    num_episodes, ways, shots, queries, split = _check_request(
+        num_episodes, ways, shots, queries, split, ("train", "validation", "test")
     )
-    split = check_choice("split", split, ("train", "validation", "test"))
     from probkit.meta.glyphs import INSTANCES, glyph_data
 
     data = glyph_data()
@@ -379,17 +372,7 @@ def glyph_episodes(
             lambda k: jax.random.choice(k, INSTANCES, (per_class,), replace=False)
         )(jax.random.split(instance_key, ways))
         chosen = classes[:, None] * INSTANCES + instances  # rows of the flattened bank
-        labels = jnp.broadcast_to(jnp.arange(ways)[:, None], chosen.shape)
-        support, query = chosen[:, :shots].ravel(), chosen[:, shots:].ravel()
-        return (
-            images[support],
-            labels[:, :shots].ravel(),
-            images[query],
-            labels[:, shots:].ravel(),
-            classes,
-            support,
-            query,
-        )
+        return _episode(images, chosen, classes, shots)
 
     return FewShotEpisodes(*jax.vmap(episode)(jax.random.split(key, num_episodes)))
 
@@ -408,13 +391,13 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(images / 255.0, np.float32), np.asarray(targets)
 
 
-def _check_request(num_episodes, ways, shots, queries, split):
+def _check_request(num_episodes, ways, shots, queries, split, splits=("train", "test")):
     return (
         check_positive_int("num_episodes", num_episodes),
         check_positive_int("ways", ways),
         check_positive_int("shots", shots),
         check_positive_int("queries", queries),
-        check_choice("split", split, ("train", "test")),
+        check_choice("split", split, splits),
     )
 
 
@@ -463,16 +446,21 @@ def _draw_episodes(
             return rows[c, picked]
 
         chosen = jax.vmap(draw)(jnp.stack(image_keys), classes)  # (ways, shots + queries)
-        labels = jnp.broadcast_to(jnp.arange(ways)[:, None], chosen.shape)
-        support, query = chosen[:, :shots].ravel(), chosen[:, shots:].ravel()
-        return (
-            images[support],
-            labels[:, :shots].ravel(),
-            images[query],
-            labels[:, shots:].ravel(),
-            classes,
-            support,
-            query,
-        )
+        return _episode(images, chosen, classes, shots)
 
     return FewShotEpisodes(*jax.vmap(episode)(jax.random.split(key, num_episodes)))
+
+
+def _episode(images: jax.Array, chosen: jax.Array, classes: jax.Array, shots: int) -> tuple:
+    """One episode's fields from the image rows ``chosen`` (ways × shots + queries)."""
+    labels = jnp.broadcast_to(jnp.arange(chosen.shape[0])[:, None], chosen.shape)
+    support, query = chosen[:, :shots].ravel(), chosen[:, shots:].ravel()
+    return (
+        images[support],
+        labels[:, :shots].ravel(),
+        images[query],
+        labels[:, shots:].ravel(),
+        classes,
+        support,
+        query,
+    )
