@@ -208,6 +208,10 @@ def reference_images() -> np.ndarray:
 def glyph_data() -> GlyphData:
     """Render the data set (once per process; a few seconds).
 
+    The drawing is seeded, so one installation always renders the same pixels; another
+    version of matplotlib's fonts or of Pillow's FreeType may shift them slightly (and, through
+    the blank, overflow and lookalike rules, which characters are kept).
+
     Returns
     -------
     GlyphData
