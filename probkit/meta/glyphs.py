@@ -162,8 +162,12 @@ def _random_affine(rng: np.random.Generator) -> tuple[float, ...]:
     )
 
 
+@functools.cache
 def _classes():
-    """The kept code points, the fonts that draw each, and the loaded fonts."""
+    """The kept code points, the fonts that draw each, the loaded fonts, and the references.
+
+    The references are the kept characters' undistorted renderings, unit norm, one row each.
+    """
     from matplotlib import ft2font
     from PIL import ImageFont
 
@@ -190,7 +194,7 @@ def _classes():
             continue
         references[len(kept)] = unit
         kept.append(code)
-    return kept, coverage, fonts
+    return kept, coverage, fonts, references[: len(kept)]
 
 
 def reference_images() -> np.ndarray:
@@ -199,9 +203,7 @@ def reference_images() -> np.ndarray:
     Shape ``(classes, SIDE * SIDE)``, in the order of :func:`glyph_data`'s classes: what the
     lookalike rule compares.
     """
-    codes, coverage, fonts = _classes()
-    rows = np.stack([_render(chr(code), fonts[coverage[code][0]]) for code in codes])
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return _classes()[3].copy()
 
 
 @functools.cache
@@ -216,7 +218,7 @@ def glyph_data() -> GlyphData:
     -------
     GlyphData
     """
-    codes, coverage, fonts = _classes()
+    codes, coverage, fonts, _ = _classes()
     rng = np.random.default_rng(_SEED)
     images = np.empty((len(codes), INSTANCES, SIDE * SIDE), np.float32)
     for row, code in enumerate(codes):
@@ -227,7 +229,5 @@ def glyph_data() -> GlyphData:
     order = rng.permutation(len(codes))
     ends = np.cumsum([round(share * len(codes)) for share in SPLIT_SHARES.values()])
     ends[-1] = len(codes)
-    splits = dict(
-        zip(SPLIT_SHARES, np.split(order, ends[:-1]), strict=True),
-    )
+    splits = dict(zip(SPLIT_SHARES, np.split(order, ends[:-1]), strict=True))
     return GlyphData(images, tuple(chr(code) for code in codes), splits)
